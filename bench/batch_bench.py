@@ -1,0 +1,71 @@
+"""batch: one 10k-row CSV request through our `serve` vs bare in-process `predict` on the same rows."""
+from __future__ import annotations
+
+import io
+import os
+import statistics
+import time
+from pathlib import Path
+
+import joblib
+import pandas as pd
+from threadpoolctl import threadpool_limits
+
+from bench import common, data, model
+from bench.serve_bench import Server, predictions
+
+BENCH = "batch"
+
+
+def run(*, smoke: bool, workdir: Path, model_root: Path | None = None) -> list[common.Figure]:
+    if not model.SERVE.exists():
+        return [common.not_measured(BENCH, "10k-row request", f"{model.SERVE} does not exist yet", "≤ 1.5× bare predict")]
+    workdir.mkdir(parents=True, exist_ok=True)
+    opt_ml = model.ensure(2000 if smoke else 50_000, workdir, model_root)
+    columns = model.features(opt_ml)
+    n_rows, repeats = (1000, 2) if smoke else (10_000, 7)
+    body = data.frame(n_rows, seed=123)[columns].to_csv(header=False, index=False)
+    rows = pd.read_csv(io.StringIO(body), header=None, names=columns)  # exactly what the server parses
+
+    # Bare predict: a plain process (this one) with the model loaded and the rows in memory, at its best of
+    # default OpenMP threads and one thread (serve runs one per worker; on a busy 2-core machine either can win).
+    pipeline = joblib.load(opt_ml / "model" / "model.joblib")
+    expected = [str(p) for p in pipeline.predict(rows)]
+    timings: dict[str, list[float]] = {"default threads": [], "1 thread": []}
+    for _ in range(repeats):
+        for setting, samples in timings.items():
+            with threadpool_limits(limits=1 if setting == "1 thread" else None):
+                t = time.perf_counter()
+                pipeline.predict(rows)
+                samples.append(time.perf_counter() - t)
+    best_setting = min(timings, key=lambda k: statistics.median(timings[k]))
+    bare = timings[best_setting]
+    t = time.perf_counter()
+    pipeline.predict(pd.read_csv(io.StringIO(body), header=None, names=columns))
+    parse_and_predict = time.perf_counter() - t
+
+    port = common.free_port()
+    cores = str(os.cpu_count() or 1)
+    env = common.child_env(OPT_ML_ROOT=str(opt_ml), SAGEMAKER_BIND_TO_PORT=str(port),
+                           SAGEMAKER_MODEL_SERVER_WORKERS=cores, MODEL_SERVER_WORKERS=cores)
+    served = []
+    with Server("serve", model.entrypoint(model.SERVE), port, env, workdir / "batch-serve.log") as server:
+        status, text = server.post(body, "text/csv")  # also warms the worker up
+        if status != 200:
+            raise RuntimeError(f"serve answered {status} to a {n_rows}-row CSV: {text[:300]}")
+        if predictions(text) != expected:
+            raise RuntimeError("serve's predictions differ from the bare pipeline's on the same rows")
+        for _ in range(repeats):
+            t = time.perf_counter()
+            status, _ = server.post(body, "text/csv")
+            served.append(time.perf_counter() - t)
+            if status != 200:
+                raise RuntimeError(f"serve answered {status}")
+    s, b = statistics.median(served) * 1000, statistics.median(bare) * 1000
+    r = common.ratio(s, b)
+    return [common.Figure(BENCH, f"{n_rows}-row CSV request, median of {repeats}", s, "ms", b, "bare predict in-process",
+                          r, "≤ 1.5× bare predict", r is not None and r <= 1.5,
+                          f"bare predict with {best_setting} (median default {statistics.median(timings['default threads']) * 1000:.0f} ms, "
+                          f"1 thread {statistics.median(timings['1 thread']) * 1000:.0f} ms); "
+                          f"bare read_csv+predict {parse_and_predict * 1000:.0f} ms; request body {len(body) / 1e6:.1f} MB; "
+                          f"served min {min(served) * 1000:.0f} ms, bare min {min(bare) * 1000:.0f} ms")]

@@ -1,0 +1,187 @@
+"""Control-plane benchmark (issue 6): trigger handler cold import + one typical event, and the asset size.
+
+    .venv/bin/python bench/control_plane.py [--smoke] [--runs N] [--json]
+
+Each run is a fresh Python process (a Lambda cold start has no warm imports): it imports
+handlers.trigger and handles one new-upload EventBridge event against a moto server on loopback (the
+ledger claim, the validation job, the decision record). The figure is import + handling, measured inside
+the process; interpreter start-up is reported apart because Lambda's runtime pays it before our code runs.
+Asset size = zip (deflate) of lambda/ without __pycache__, as CDK's asset bundling would ship it.
+Targets (issue 4): <= 150 ms and <= 200 KB.
+"""
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LAMBDA_DIR = ROOT / "lambda"
+TARGET_MS = 150.0
+TARGET_KB = 200.0
+
+_CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+from handlers.trigger import handler
+t1 = time.perf_counter()
+import boto3
+t2 = time.perf_counter()
+from mlops_control import clients
+clients.get("dynamodb"), clients.get("sagemaker")  # the two clients a new upload needs, created as the handler would
+t3 = time.perf_counter()
+result = handler(json.loads(sys.argv[1]), None)
+t4 = time.perf_counter()
+assert result["status"] == "started", result
+print(json.dumps({"import_ms": (t1 - t0) * 1000, "boto3_import_ms": (t2 - t1) * 1000,
+                  "clients_ms": (t3 - t2) * 1000, "calls_ms": (t4 - t3) * 1000}))
+"""
+
+
+def asset_size_bytes(directory: Path = LAMBDA_DIR) -> int:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
+        for path in sorted(directory.rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                archive.write(path, path.relative_to(directory).as_posix())
+    return buffer.tell()
+
+
+def _environment(endpoint: str) -> dict[str, str]:
+    prefix = "bench"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_PROFILE", "PYTHONPATH"))}
+    env.update({
+        "PYTHONPATH": str(LAMBDA_DIR), "PYTHONDONTWRITEBYTECODE": "1", "AWS_ENDPOINT_URL": endpoint,
+        "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench", "AWS_DEFAULT_REGION": "us-east-1",
+        "NAME_PREFIX": prefix, "LEDGER_TABLE": f"{prefix}-ledger", "DATA_BUCKET": f"{prefix}-data",
+        "ARTIFACTS_BUCKET": f"{prefix}-artifacts", "NOTIFY_TOPIC_ARN": f"arn:aws:sns:us-east-1:123456789012:{prefix}",
+        "KMS_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/bench", "IMAGE_URI": "bench:latest",
+        "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/bench", "ENDPOINT_NAME": f"{prefix}-endpoint",
+        "MODEL_PACKAGE_GROUP": f"{prefix}-models", "TARGET_COLUMN": "churn",
+    })
+    return env
+
+
+def _setup(endpoint: str, env: dict[str, str], runs: int) -> list[dict]:
+    import boto3
+
+    kwargs = {"endpoint_url": endpoint, "region_name": "us-east-1", "aws_access_key_id": "bench",
+              "aws_secret_access_key": "bench"}
+    s3, ddb, sns = boto3.client("s3", **kwargs), boto3.client("dynamodb", **kwargs), boto3.client("sns", **kwargs)
+    for bucket in (env["DATA_BUCKET"], env["ARTIFACTS_BUCKET"]):
+        s3.create_bucket(Bucket=bucket)
+        s3.put_bucket_versioning(Bucket=bucket, VersioningConfiguration={"Status": "Enabled"})
+    ddb.create_table(TableName=env["LEDGER_TABLE"], BillingMode="PAY_PER_REQUEST",
+                     AttributeDefinitions=[{"AttributeName": "pk", "AttributeType": "S"},
+                                           {"AttributeName": "sk", "AttributeType": "S"}],
+                     KeySchema=[{"AttributeName": "pk", "KeyType": "HASH"}, {"AttributeName": "sk", "KeyType": "RANGE"}])
+    sns.create_topic(Name="bench")
+    events = []
+    for i in range(runs):
+        key = f"incoming/upload-{i}.csv"
+        put = s3.put_object(Bucket=env["DATA_BUCKET"], Key=key, Body=b"age,plan,churn\n30,a,no\n")
+        events.append({
+            "version": "0", "id": f"bench-{i}", "detail-type": "Object Created", "source": "aws.s3",
+            "account": "123456789012", "time": "2026-11-21T10:00:00Z", "region": "us-east-1",
+            "resources": [f"arn:aws:s3:::{env['DATA_BUCKET']}"],
+            "detail": {"version": "0", "bucket": {"name": env["DATA_BUCKET"]},
+                       "object": {"key": key, "size": 23, "etag": put["ETag"].strip('"'),
+                                  "version-id": put.get("VersionId"), "sequencer": "00"},
+                       "reason": "PutObject"},
+        })
+    return events
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="one run: proves the benchmark works, not the speed")
+    parser.add_argument("--runs", type=int, default=15)
+    parser.add_argument("--json", action="store_true", help="print the figures as one JSON object")
+    args = parser.parse_args(argv)
+    runs = 1 if args.smoke else max(args.runs, 1)
+
+    import logging
+
+    from moto.server import ThreadedMotoServer
+
+    logging.getLogger("werkzeug").setLevel(logging.ERROR)
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    try:
+        host, port = server.get_host_and_port()
+        endpoint = f"http://{host}:{port}"
+        env = _environment(endpoint)
+        events = _setup(endpoint, env, runs + 1)
+        # Our code exactly as the asset ships it: no bytecode cache (Lambda's /var/task is read-only, so
+        # every cold start compiles it), while boto3 keeps its own compiled files as in the runtime.
+        shipped = Path(tempfile.mkdtemp(prefix="bench-lambda-"))
+        shutil.copytree(LAMBDA_DIR, shipped / "lambda", ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+        env["PYTHONPATH"] = str(shipped / "lambda")
+        samples, starts = [], []
+        # The first run only warms the moto server (it loads each service's backend on first use).
+        subprocess.run([sys.executable, "-c", _CHILD, json.dumps(events.pop())], env=env, capture_output=True, timeout=120)
+        for event in events:
+            started = time.perf_counter()
+            done = subprocess.run([sys.executable, "-c", _CHILD, json.dumps(event)], env=env, capture_output=True,
+                                  text=True, timeout=120)
+            wall = (time.perf_counter() - started) * 1000
+            if done.returncode != 0:
+                print(done.stderr, file=sys.stderr)
+                return 1
+            sample = json.loads(done.stdout.strip().splitlines()[-1])
+            sample["event_ms"] = sample["boto3_import_ms"] + sample["clients_ms"] + sample["calls_ms"]
+            samples.append(sample)
+            starts.append(wall - sample["import_ms"] - sample["event_ms"])
+    finally:
+        server.stop()
+
+    totals = [s["import_ms"] + s["event_ms"] for s in samples]
+    size = asset_size_bytes()
+    figures = {
+        "runs": runs,
+        "cold_import_ms_median": round(statistics.median(s["import_ms"] for s in samples), 1),
+        "first_event_ms_median": round(statistics.median(s["event_ms"] for s in samples), 1),
+        "import_plus_event_ms_median": round(statistics.median(totals), 1),
+        "import_plus_event_ms_max": round(max(totals), 1),
+        "of_which_boto3_import_ms_median": round(statistics.median(s["boto3_import_ms"] for s in samples), 1),
+        "of_which_client_creation_ms_median": round(statistics.median(s["clients_ms"] for s in samples), 1),
+        "of_which_api_calls_ms_median": round(statistics.median(s["calls_ms"] for s in samples), 1),
+        "interpreter_and_process_ms_median": round(statistics.median(starts), 1),
+        "load_average_1min": round(os.getloadavg()[0], 2),
+        "asset_kb": round(size / 1024, 1),
+        "target_ms": TARGET_MS,
+        "target_kb": TARGET_KB,
+        "cores": os.cpu_count(),
+    }
+    figures["meets_time_target"] = figures["import_plus_event_ms_median"] <= TARGET_MS
+    figures["meets_size_target"] = figures["asset_kb"] <= TARGET_KB
+    if args.json:
+        print(json.dumps(figures))
+    else:
+        print(f"control plane ({runs} cold run(s), {figures['cores']} cores, load {figures['load_average_1min']}, "
+              "moto server on loopback)")
+        print(f"  trigger import            {figures['cold_import_ms_median']:8.1f} ms (median)")
+        print(f"  first event (new upload)  {figures['first_event_ms_median']:8.1f} ms (median), of which")
+        print(f"    import boto3            {figures['of_which_boto3_import_ms_median']:8.1f} ms")
+        print(f"    create 2 clients        {figures['of_which_client_creation_ms_median']:8.1f} ms (dynamodb, sagemaker)")
+        print(f"    ledger + job API calls  {figures['of_which_api_calls_ms_median']:8.1f} ms (6 calls to moto)")
+        print(f"  import + event            {figures['import_plus_event_ms_median']:8.1f} ms median, "
+              f"{figures['import_plus_event_ms_max']:.1f} ms max   target <= {TARGET_MS:.0f} ms "
+              f"{'OK' if figures['meets_time_target'] else 'MISSED'}")
+        print(f"  (interpreter start-up     {figures['interpreter_and_process_ms_median']:8.1f} ms, not counted)")
+        print(f"  asset (zip of lambda/)    {figures['asset_kb']:8.1f} KB          target <= {TARGET_KB:.0f} KB "
+              f"{'OK' if figures['meets_size_target'] else 'MISSED'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,81 @@
+"""The model every serving benchmark uses: produced by OUR `train` entrypoint on generated data.
+
+`train` runs exactly as SageMaker runs it (the /opt/ml contract under a temporary OPT_ML_ROOT): data in
+`input/data/train/`, hyperparameters in `input/config/hyperparameters.json`, model out in `model/`.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+from bench import common, data
+
+TRAIN = common.ROOT / "container" / "train"
+SERVE = common.ROOT / "container" / "serve"
+
+
+def hyperparameters(seed: int = 42) -> dict[str, str]:
+    return {"target_column": data.TARGET, "task": "classification", "tuning_iterations": "0",
+            "cv_folds": "3", "seed": str(seed)}
+
+
+def prepare_opt_ml(root: Path, dataset: Path, seed: int = 42) -> Path:
+    """An /opt/ml layout with one training channel holding `dataset` (hard-linked when possible)."""
+    if root.exists():
+        shutil.rmtree(root)
+    channel = root / "input" / "data" / "train"
+    channel.mkdir(parents=True)
+    (root / "input" / "config").mkdir(parents=True)
+    (root / "model").mkdir()
+    (root / "output").mkdir()
+    target = channel / dataset.name
+    try:
+        os.link(dataset, target)
+    except OSError:
+        shutil.copy(dataset, target)
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters(seed)))
+    (root / "input" / "config" / "inputdataconfig.json").write_text(
+        json.dumps({"train": {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}))
+    (root / "input" / "config" / "resourceconfig.json").write_text(
+        json.dumps({"current_host": "algo-1", "hosts": ["algo-1"]}))
+    return root
+
+
+def entrypoint(path: Path) -> list[str]:
+    """How to run one of the container's executables from the repo with the venv's interpreter."""
+    if not path.exists():
+        raise FileNotFoundError(f"{path} does not exist yet (the container issue has not landed)")
+    first = path.read_text(errors="ignore").split("\n", 1)[0]
+    return [common.PY, str(path)] if "python" in first or not first.startswith("#!") else [str(path)]
+
+
+def train_command() -> list[str]:
+    return entrypoint(TRAIN)
+
+
+def failure_reason(opt_ml: Path) -> str:
+    failure = opt_ml / "output" / "failure"
+    return failure.read_text()[:2000] if failure.exists() else "no output/failure written"
+
+
+def ensure(n_rows: int, workdir: Path, override: Path | None = None) -> Path:
+    """Return an OPT_ML_ROOT whose model/ holds a model from our `train` on n_rows (cached per size)."""
+    if override is not None:
+        return override
+    opt_ml = workdir / f"serve-model-{n_rows}" / "opt_ml"
+    if (opt_ml / "model" / "model.joblib").exists():
+        return opt_ml
+    dataset = data.write(n_rows, workdir / "data" / f"train-{n_rows}.csv", seed=11)
+    prepare_opt_ml(opt_ml, dataset)
+    run = common.run_measured(train_command(), env=common.child_env(OPT_ML_ROOT=str(opt_ml)),
+                              cwd=common.ROOT, log=opt_ml.parent / "train.log", timeout=1800)
+    if run.returncode != 0 or not (opt_ml / "model" / "model.joblib").exists():
+        raise RuntimeError(f"train exited {run.returncode}: {failure_reason(opt_ml)}; log {opt_ml.parent / 'train.log'}")
+    return opt_ml
+
+
+def features(opt_ml: Path) -> list[str]:
+    meta = json.loads((opt_ml / "model" / "metadata.json").read_text())
+    return [f["name"] for f in meta["features"]]

@@ -1,0 +1,52 @@
+"""train: our `train` entrypoint (the Kedro pipelines) vs a bare scikit-learn script, same data, same steps.
+
+Wall time and peak memory of each child process. Data: generated, 1M rows × 20 columns (CSV); one more
+point at 10M rows for memory only (full runs only; see bench/README.md for how long it takes).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench import common, data, model
+
+BENCH = "train"
+
+
+def measure_pair(n_rows: int, workdir: Path, timeout: float) -> tuple[common.Measured, common.Measured, Path]:
+    dataset = data.write(n_rows, workdir / "data" / f"train-{n_rows}.csv", seed=1)
+    opt_ml = model.prepare_opt_ml(workdir / f"train-{n_rows}" / "opt_ml", dataset)
+    env = common.child_env(OPT_ML_ROOT=str(opt_ml))
+    ours = common.run_measured(model.train_command(), env=env, cwd=common.ROOT,
+                               log=workdir / f"train-{n_rows}" / "ours.log", timeout=timeout)
+    if ours.returncode != 0:
+        raise RuntimeError(f"train on {n_rows} rows exited {ours.returncode}: {model.failure_reason(opt_ml)}")
+    bare = common.run_measured([common.PY, "-m", "bench.bare_train", str(dataset), str(workdir / f"train-{n_rows}" / "bare")],
+                               env=common.child_env(), cwd=common.ROOT, log=workdir / f"train-{n_rows}" / "bare.log",
+                               timeout=timeout)
+    if bare.returncode != 0:
+        raise RuntimeError(f"bare script on {n_rows} rows exited {bare.returncode}: {bare.output[-1500:]}")
+    return ours, bare, opt_ml
+
+
+def run(*, smoke: bool, workdir: Path, big: bool = True) -> list[common.Figure]:
+    if not model.TRAIN.exists():
+        return [common.not_measured(BENCH, "1M rows × 20 columns", f"{model.TRAIN} does not exist yet", "≤ 1.15× bare script")]
+    workdir.mkdir(parents=True, exist_ok=True)
+    n_rows = 5_000 if smoke else 1_000_000
+    ours, bare, _ = measure_pair(n_rows, workdir, timeout=3600)
+    label = f"{n_rows:,} rows × {len(data.FEATURES) + 1} columns"
+    r = common.ratio(ours.wall_s, bare.wall_s)
+    figures = [
+        common.Figure(BENCH, f"{label}: wall time", ours.wall_s, "s", bare.wall_s, "bare scikit-learn script", r,
+                      "≤ 1.15× bare script", r is not None and r <= 1.15),
+        common.Figure(BENCH, f"{label}: peak memory", ours.peak_rss_mib, "MiB", bare.peak_rss_mib,
+                      "bare scikit-learn script", common.ratio(ours.peak_rss_mib, bare.peak_rss_mib), "", None,
+                      f"largest single process (kernel max RSS): ours {ours.max_rss_mib:.0f} MiB, bare {bare.max_rss_mib:.0f} MiB"),
+    ]
+    if not smoke and big:
+        big_ours, big_bare, _ = measure_pair(10_000_000, workdir, timeout=7200)
+        figures.append(common.Figure(
+            BENCH, "10,000,000 rows × 20 columns: peak memory", big_ours.peak_rss_mib, "MiB", big_bare.peak_rss_mib,
+            "bare scikit-learn script", common.ratio(big_ours.peak_rss_mib, big_bare.peak_rss_mib), "", None,
+            f"memory point only; wall time ours {big_ours.wall_s:.0f} s, bare {big_bare.wall_s:.0f} s"))
+    return figures

@@ -1,0 +1,298 @@
+"""The container's commands: `train`, `validate`, `monitor` (SageMaker jobs) and `serve` (endpoint).
+
+Each job runs a Kedro session in the `sagemaker` environment (the /opt/ml layout, rooted at OPT_ML_ROOT when
+set). On any error a job writes a readable reason — `/opt/ml/output/failure` for training (FailureReason),
+`/opt/ml/output/message` for processing (ExitMessage) — and exits non-zero. Validation and monitoring exit 0
+when the data itself is bad: their report says so.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+from typing import Any
+
+from ml_pipeline import paths
+from ml_pipeline.errors import ConfigError, DataError
+
+log = logging.getLogger("ml_pipeline.entrypoints")
+METRIC_ORDER = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")
+INT_HYPERPARAMETERS = {"tuning_iterations", "cv_folds", "seed", "max_iter", "max_leaf_nodes", "max_depth",
+                       "min_samples_leaf", "max_bins", "n_iter_no_change"}
+FLOAT_HYPERPARAMETERS = {"learning_rate", "l2_regularization", "max_features", "validation_fraction"}
+IGNORED_PREFIXES = ("sagemaker_", "_")  # SageMaker's own hyperparameters (e.g. _tuning_objective_metric)
+
+
+class JobStopped(Exception):
+    """SIGTERM: SageMaker is stopping the job."""
+
+
+def _on_sigterm(signum, frame) -> None:  # noqa: ARG001
+    raise JobStopped("stopped by SIGTERM (the job was stopped or hit its time limit)")
+
+
+def _quiet_environment() -> None:
+    os.environ.setdefault("KEDRO_DISABLE_TELEMETRY", "true")
+    os.environ.setdefault("DO_NOT_TRACK", "1")
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    os.environ.setdefault("MPLCONFIGDIR", "/tmp/matplotlib")
+    # Before kedro is imported: it configures logging on import.
+    os.environ.setdefault("KEDRO_LOGGING_CONFIG", str(paths.project_path() / "conf" / "logging.yml"))
+
+
+def _readable(exc: BaseException) -> str:
+    """The innermost human message: our errors verbatim, anything else as type + message."""
+    seen = exc
+    while seen is not None:
+        if isinstance(seen, (DataError, ConfigError, JobStopped)):
+            return str(seen)
+        seen = seen.__cause__ or seen.__context__
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _fail(reason_file: Path, exc: BaseException, what: str) -> int:
+    reason = f"{what} failed: {_readable(exc)}"
+    traceback.print_exc(file=sys.stderr)
+    print(reason, file=sys.stderr, flush=True)
+    try:
+        reason_file.parent.mkdir(parents=True, exist_ok=True)
+        reason_file.write_text(reason[:1000] + "\n", encoding="utf-8")
+    except OSError as write_error:
+        print(f"could not write {reason_file}: {write_error}", file=sys.stderr)
+    return 143 if isinstance(exc, JobStopped) else 1
+
+
+def _run_kedro(pipelines: list[str], runtime_params: dict) -> None:
+    import warnings
+
+    from kedro.framework.project import configure_project
+    from kedro.framework.session import KedroSession
+
+    warnings.filterwarnings("ignore", message=".*register_new_resolver.*")
+    project = paths.project_path()
+    configure_project("ml_pipeline")
+    with KedroSession.create(project_path=project, env="sagemaker", runtime_params=runtime_params) as session:
+        session.run(pipeline_names=pipelines)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# train
+# ---------------------------------------------------------------------------------------------------------
+def read_hyperparameters(path: Path) -> dict[str, str]:
+    if not path.exists():
+        return {}
+    try:
+        values = json.loads(path.read_text(encoding="utf-8") or "{}")
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path} is not valid JSON: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path} must hold a JSON object")
+    return {str(k): v for k, v in values.items()}
+
+
+def _typed(name: str, value: Any) -> Any:
+    text = str(value).strip()
+    try:
+        if name in INT_HYPERPARAMETERS:
+            return int(float(text))
+        if name in FLOAT_HYPERPARAMETERS:
+            return float(text)
+    except ValueError:
+        raise ConfigError(f"hyperparameter {name}={value!r} is not a number") from None
+    if name == "early_stopping":
+        lowered = text.lower()
+        return "auto" if lowered == "auto" else lowered in ("true", "1", "yes")
+    return text
+
+
+def training_runtime_params(hyperparameters: dict[str, Any], environ: dict[str, str]) -> dict:
+    """Kedro runtime parameters: base parameters < TARGET_COLUMN/TASK env < hyperparameters.json."""
+    from ml_pipeline.model import ESTIMATOR_PARAMS
+
+    params: dict[str, Any] = {}
+    training: dict[str, Any] = {}
+    estimator: dict[str, Any] = {}
+    for env_name, key in (("TARGET_COLUMN", "target_column"), ("TASK", "task")):
+        if environ.get(env_name):
+            params[key] = environ[env_name]
+    for name, value in hyperparameters.items():
+        if name in ("target_column", "task"):
+            params[name] = str(value).strip()
+        elif name == "seed":
+            params["seed"] = _typed(name, value)
+        elif name in ("tuning_iterations", "cv_folds"):
+            training[name] = _typed(name, value)
+        elif name in ESTIMATOR_PARAMS:
+            estimator[name] = _typed(name, value)
+        elif name in ("lineage_inputs", "image_uri"):
+            continue  # lineage, below
+        elif name.startswith(IGNORED_PREFIXES):
+            continue
+        else:
+            raise ConfigError(f"unknown hyperparameter {name!r}; known: target_column, task, seed, tuning_iterations, "
+                              f"cv_folds, lineage_inputs, image_uri, {', '.join(ESTIMATOR_PARAMS)}")
+    if params.get("task", "auto") not in ("auto", "classification", "regression"):
+        raise ConfigError(f"task must be auto, classification or regression, got {params['task']!r}")
+    if estimator:
+        training["estimator"] = estimator
+    if training:
+        params["training"] = training
+    return params
+
+
+def _lineage(hyperparameters: dict[str, Any], channel: Path, environ: dict[str, str]) -> dict:
+    inputs: list[dict] = []
+    declared = hyperparameters.get("lineage_inputs")
+    if declared:
+        try:
+            parsed = json.loads(declared) if isinstance(declared, str) else declared
+        except json.JSONDecodeError as exc:
+            raise ConfigError(f"hyperparameter lineage_inputs is not JSON: {exc}") from None
+        inputs.extend({"uri": item} if isinstance(item, str) else item for item in parsed)
+    files = []
+    if channel.is_dir():
+        for file in sorted(p for p in channel.rglob("*") if p.is_file()):
+            digest = hashlib.sha256()
+            with file.open("rb") as handle:
+                for block in iter(lambda h=handle: h.read(1 << 20), b""):
+                    digest.update(block)
+            files.append({"file": str(file.relative_to(channel)), "bytes": file.stat().st_size,
+                          "sha256": digest.hexdigest()})
+    return {
+        "inputs": inputs,
+        "files": files,
+        "training_job": environ.get("TRAINING_JOB_NAME"),
+        "image": str(hyperparameters.get("image_uri") or environ.get("IMAGE_URI") or "") or None,
+        "hyperparameters": {k: str(v) for k, v in hyperparameters.items()},
+    }
+
+
+def print_metrics(metadata: dict) -> None:
+    """`test:<metric>=<value>` lines for SageMaker MetricDefinitions (CONTRACTS.md), then validation ones."""
+    for split in ("test", "validation"):
+        values = metadata.get("metrics", {}).get(split, {})
+        for name in METRIC_ORDER:
+            value = values.get(name)
+            if value is not None:
+                print(f"{split}:{name}={value:.6f}", flush=True)
+
+
+def train(argv: list[str] | None = None) -> int:
+    """SageMaker training: /opt/ml/input → /opt/ml/model (model.joblib, metadata.json, report/)."""
+    _quiet_environment()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    failure_file = paths.training_failure_file()
+    try:
+        hyperparameters = read_hyperparameters(paths.hyperparameters_file())
+        params = training_runtime_params(hyperparameters, dict(os.environ))
+        params["lineage"] = _lineage(hyperparameters, paths.training_channel(), dict(os.environ))
+        channel = paths.training_channel()
+        if not channel.exists():
+            raise DataError(f"no training data: channel 'train' ({channel}) is missing")
+        _run_kedro(["data_processing", "training", "evaluation"], params)
+        metadata = json.loads((paths.model_dir() / "metadata.json").read_text(encoding="utf-8"))
+        print_metrics(metadata)
+        print(f"model written to {paths.model_dir()} ({metadata['task']}, target {metadata['target']!r})", flush=True)
+        return 0
+    except BaseException as exc:  # noqa: BLE001 — every failure must leave a reason for SageMaker
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            return 0
+        for partial in ("model.joblib", "metadata.json"):
+            (paths.model_dir() / partial).unlink(missing_ok=True)
+        return _fail(failure_file, exc, "training")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# validate / monitor (Processing jobs)
+# ---------------------------------------------------------------------------------------------------------
+def _processing_params(environ: dict[str, str]) -> dict:
+    params: dict[str, Any] = {}
+    if environ.get("TARGET_COLUMN"):
+        params["target_column"] = environ["TARGET_COLUMN"]
+    if environ.get("TASK"):
+        params["task"] = environ["TASK"]
+    return params
+
+
+def _processing(pipeline: str, what: str) -> int:
+    _quiet_environment()
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    report_file = paths.opt_ml_root() / "processing" / "output" / "report" / "report.json"
+    try:
+        _run_kedro([pipeline], _processing_params(dict(os.environ)))
+        report = json.loads(report_file.read_text(encoding="utf-8"))
+        print(f"{what}: {'passed' if report['passed'] else 'FAILED'}: {report['summary']}", flush=True)
+        print(f"drift_score={report['drift']['score']:.6f}", flush=True)
+        print(f"rows_rejected={report['rows_rejected']}", flush=True)
+        return 0
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            return 0
+        return _fail(paths.processing_message_file(), exc, what)
+
+
+def validate(argv: list[str] | None = None) -> int:
+    """Processing job: /opt/ml/processing/input/{data,model} → /opt/ml/processing/output/report/."""
+    return _processing("data_validation", "validation")
+
+
+def monitor(argv: list[str] | None = None) -> int:
+    """Processing job: /opt/ml/processing/input/{capture,model} → /opt/ml/processing/output/report/."""
+    return _processing("monitoring", "monitoring")
+
+
+# ---------------------------------------------------------------------------------------------------------
+# serve
+# ---------------------------------------------------------------------------------------------------------
+def worker_count(environ: dict[str, str]) -> int:
+    explicit = environ.get("SERVE_WORKERS") or environ.get("SAGEMAKER_MODEL_SERVER_WORKERS")
+    if explicit:
+        return max(1, int(explicit))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+def serve(argv: list[str] | None = None) -> int:
+    """HTTP server on SAGEMAKER_BIND_TO_PORT (8080): one uvicorn worker per core, uvloop + httptools."""
+    workers = worker_count(dict(os.environ))
+    # One thread per worker: workers already use every core, and OpenMP threads fighting over them cost far
+    # more than they gain on single rows.
+    os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SERVE_THREADS", "1"))
+    _quiet_environment()
+    import uvicorn
+
+    port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
+    host = os.environ.get("SERVE_HOST", "0.0.0.0")
+    print(f"serve: http://{host}:{port} with {workers} worker(s), model {paths.model_dir()}", flush=True)
+    uvicorn.run("ml_pipeline.serving.app:app", host=host, port=port, workers=workers, loop="uvloop",
+                http="httptools", lifespan="on", access_log=False, log_level=os.environ.get("SERVE_LOG_LEVEL", "info"),
+                timeout_keep_alive=int(os.environ.get("SERVE_KEEP_ALIVE", "75")),
+                timeout_graceful_shutdown=int(os.environ.get("SERVE_GRACEFUL_SECONDS", "15")),
+                backlog=2048)
+    return 0
+
+
+COMMANDS = {"train": train, "validate": validate, "monitor": monitor, "serve": serve}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m ml_pipeline.entrypoints <train|serve|validate|monitor>` (the image's ENTRYPOINT)."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    if not args or args[0] not in COMMANDS:
+        print(f"usage: {{{','.join(COMMANDS)}}} — got {args[:1] or 'nothing'}", file=sys.stderr)
+        return 2
+    return COMMANDS[args[0]](args[1:])
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

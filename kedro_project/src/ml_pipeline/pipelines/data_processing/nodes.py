@@ -1,0 +1,74 @@
+"""Nodes of the data_processing pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml_pipeline import drift, expectations, schema
+from ml_pipeline.errors import ConfigError, DataError
+
+
+def clean_data(raw: pd.DataFrame, target_column: str) -> pd.DataFrame:
+    """Drop rows without a target and fully empty rows; turn infinities into missing values."""
+    if raw.empty:
+        raise DataError("the training data has no rows")
+    if target_column not in raw.columns:
+        raise DataError(f"target column {target_column!r} not found; the columns are: {', '.join(map(str, raw.columns))}")
+    frame = raw.replace([np.inf, -np.inf], np.nan)
+    frame = frame[frame[target_column].notna()]
+    features = frame.drop(columns=[target_column])
+    frame = frame[features.notna().any(axis=1)]
+    if frame.empty:
+        raise DataError(f"no row has a value in the target column {target_column!r}")
+    return frame.reset_index(drop=True)
+
+
+def infer_schema(cleaned: pd.DataFrame, target_column: str, task: str) -> dict:
+    """Features (name, kind, dtype), the task (inferred unless forced) and, for classification, the classes."""
+    resolved = schema.infer_task(cleaned[target_column], task)
+    features = schema.infer_features(cleaned, target_column)
+    classes = schema.class_labels(cleaned[target_column]) if resolved == "classification" else None
+    if classes is not None and len(classes) < 2:
+        raise DataError(f"target column {target_column!r} has a single class {classes}: nothing to learn")
+    if resolved == "regression" and not schema.is_numeric(cleaned[target_column]):
+        raise DataError(f"task is regression but target column {target_column!r} is not numeric")
+    return {"target": target_column, "task": resolved, "features": features, "classes": classes}
+
+
+def prepare_model_input(cleaned: pd.DataFrame, data_schema: dict) -> pd.DataFrame:
+    """Features in the model's input representation (as serving builds them) plus the coerced target."""
+    frame = schema.coerce_features(cleaned, data_schema["features"])
+    target = data_schema["target"]
+    frame[target] = schema.coerce_target(cleaned[target], data_schema["task"], data_schema["classes"]).to_numpy()
+    return frame
+
+
+def split_data(model_input: pd.DataFrame, split: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Seeded shuffle, then train/test/validation by the configured fractions (70/20/10)."""
+    fractions = [float(split["train"]), float(split["test"]), float(split["validation"])]
+    if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
+        raise ConfigError(f"split fractions must be positive and sum to 1, got {fractions}")
+    n = len(model_input)
+    if n < 10:
+        raise DataError(f"the training data has {n} usable rows; at least 10 are needed for a 70/20/10 split")
+    order = np.random.default_rng(seed).permutation(n)
+    n_train = int(round(n * fractions[0]))
+    n_test = int(round(n * fractions[1]))
+    shuffled = model_input.iloc[order].reset_index(drop=True)
+    return (shuffled.iloc[:n_train].reset_index(drop=True),
+            shuffled.iloc[n_train:n_train + n_test].reset_index(drop=True),
+            shuffled.iloc[n_train + n_test:].reset_index(drop=True))
+
+
+def build_reference_profile(model_input: pd.DataFrame, data_schema: dict, profile_settings: dict) -> dict:
+    """Distribution of every feature in the training data: what drift is measured against."""
+    return drift.build_profile(model_input, data_schema["features"], bins=int(profile_settings["bins"]),
+                               quantiles=int(profile_settings["quantiles"]),
+                               max_categories=int(profile_settings["max_categories"]))
+
+
+def build_expectation_suite(cleaned: pd.DataFrame, data_schema: dict, expectation_settings: dict) -> dict:
+    """The Great Expectations suite new data must satisfy (stored in the model's metadata)."""
+    return expectations.build_suite(cleaned, data_schema["features"], data_schema["target"], data_schema["task"],
+                                    data_schema["classes"], expectation_settings, name="production")

@@ -1,0 +1,63 @@
+"""Nodes of the monitoring pipeline."""
+
+from __future__ import annotations
+
+import base64
+
+import numpy as np
+import pandas as pd
+
+from ml_pipeline import expectations, validation
+from ml_pipeline.errors import DataError
+from ml_pipeline.serving.parsing import FeatureSchema, RequestError, parse_body
+
+
+def captured_requests(records: list[dict], production_model: dict | None) -> tuple[pd.DataFrame, dict]:
+    """Feature rows of the captured request bodies, parsed exactly as `serve` parsed them."""
+    if not production_model:
+        raise DataError("monitoring needs the production model: the 'model' input holds no model.tar.gz/metadata.json")
+    feature_schema = FeatureSchema.from_metadata(production_model)
+    frames, unreadable = [], 0
+    for record in records:
+        try:
+            endpoint_input = record["captureData"]["endpointInput"]
+            data = endpoint_input["data"]
+            body = base64.b64decode(data) if endpoint_input.get("encoding", "").upper() == "BASE64" else data.encode()
+            parsed = parse_body(body, endpoint_input.get("observedContentType", ""), feature_schema)
+        except (KeyError, TypeError, ValueError, RequestError):
+            unreadable += 1
+            continue
+        columns = {}
+        for name, kind in zip(feature_schema.names, feature_schema.kinds, strict=True):
+            if kind == "numeric":
+                columns[name] = parsed.numeric[name]
+            else:
+                values = parsed.categorical[name].copy()
+                values[[v is None for v in values]] = np.nan
+                columns[name] = pd.Series(values, dtype=object)
+        frames.append(pd.DataFrame(columns))
+    names = list(feature_schema.names)
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({n: [] for n in names})
+    return frame, {"records": len(records), "records_unreadable": unreadable}
+
+
+def monitor_requests(frame: pd.DataFrame, counts: dict, production_model: dict) -> dict:
+    """report.json for the captured requests (kind `monitor`)."""
+    target = production_model["target"]
+    suite = expectations.without_target(production_model["expectation_suite"], target)
+    if frame.empty:
+        suite = {**suite, "expectations": []}
+    report = {"kind": "monitor",
+              **validation.check_frame(frame, suite, production_model["features"], None, None,
+                                       production_model["reference_profile"]),
+              "reference": "production-model", **counts}
+    if frame.empty:
+        report["summary"] = f"no scorable requests captured ({counts['records']} records read): nothing to compare"
+    else:
+        report["summary"] = validation.summarise(report).replace("passed validation", "scored")
+    return report
+
+
+def render_monitoring_report(report: dict) -> str:
+    """report.html."""
+    return validation.render_html(report)

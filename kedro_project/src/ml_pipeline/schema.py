@@ -1,0 +1,92 @@
+"""Feature schema: which columns are features, of what kind, and whether the task is classification."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from ml_pipeline.errors import ConfigError, DataError
+
+TASKS = ("auto", "classification", "regression")
+MAX_CLASSES_FOR_AUTO = 20
+
+
+def is_numeric(series: pd.Series) -> bool:
+    return pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)
+
+
+def infer_task(target: pd.Series, task: str) -> str:
+    """`task` if forced; else classification for non-numeric or few integral values, regression otherwise."""
+    if task not in TASKS:
+        raise ConfigError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
+    if task != "auto":
+        return task
+    values = target.dropna()
+    if not is_numeric(values):
+        return "classification"
+    integral = bool(np.all(np.mod(values.to_numpy(dtype=float), 1) == 0))
+    return "classification" if integral and values.nunique() <= MAX_CLASSES_FOR_AUTO else "regression"
+
+
+def infer_features(frame: pd.DataFrame, target: str) -> list[dict]:
+    """One entry per feature column, in file order: name, kind (numeric|categorical), dtype."""
+    features = []
+    for name in frame.columns:
+        if name == target:
+            continue
+        kind = "numeric" if is_numeric(frame[name]) else "categorical"
+        dtype = "float64" if kind == "numeric" else "object"
+        features.append({"name": name, "kind": kind, "dtype": dtype})
+    if not features:
+        raise DataError(f"no feature columns: the data only holds the target column {target!r}")
+    return features
+
+
+def class_labels(target: pd.Series) -> list:
+    """Sorted distinct labels as plain Python values (ints stay ints, everything else becomes str)."""
+    values = target.dropna()
+    if is_numeric(values) and np.all(np.mod(values.to_numpy(dtype=float), 1) == 0):
+        return sorted(int(v) for v in values.unique())
+    return sorted(str(v) for v in values.unique())
+
+
+def coerce_target(target: pd.Series, task: str, classes: list | None) -> pd.Series:
+    """The target in the representation the model is trained on (int labels, str labels or float)."""
+    if task == "regression":
+        numeric = pd.to_numeric(target, errors="coerce")
+        bad = target[numeric.isna() & target.notna()]
+        if len(bad):
+            raise DataError(f"regression target {target.name!r} has non-numeric values, e.g. {list(bad.unique()[:5])}")
+        return numeric.astype("float64")
+    if classes and isinstance(classes[0], int):
+        return target.astype("int64")
+    return target.astype(str).astype(object)
+
+
+def coerce_features(frame: pd.DataFrame, features: list[dict]) -> pd.DataFrame:
+    """Features in the model's input representation: numeric → float64, categorical → object of str/NaN.
+
+    Serving builds exactly this representation, so training and serving see identical inputs.
+    """
+    columns = {}
+    for feature in features:
+        name = feature["name"]
+        series = frame[name]
+        if feature["kind"] == "numeric":
+            numeric = pd.to_numeric(series, errors="coerce")
+            bad = series[numeric.isna() & series.notna()]
+            if len(bad):
+                raise DataError(f"column {name!r} must be numeric but holds e.g. {[str(v) for v in bad.unique()[:5]]}")
+            columns[name] = pd.Series(numeric.astype("float64").to_numpy(), index=frame.index, dtype="float64")
+        else:
+            # dtype=object explicitly: pandas 3 would otherwise infer its `str` dtype.
+            columns[name] = pd.Series(categorical_values(series), index=frame.index, dtype=object)
+    return pd.DataFrame(columns, index=frame.index)
+
+
+def categorical_values(series: pd.Series) -> np.ndarray:
+    """Object array of str with np.nan for missing (pandas' NA/None normalised to NaN)."""
+    present = series.notna().to_numpy()
+    out = np.full(len(series), np.nan, dtype=object)
+    out[present] = [str(v) for v in series.to_numpy()[present]]
+    return out

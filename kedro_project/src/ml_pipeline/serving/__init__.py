@@ -1,0 +1,1 @@
+"""Model serving: request parsing, a compiled fast predictor and the ASGI app behind `serve`."""

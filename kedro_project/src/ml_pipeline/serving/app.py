@@ -1,0 +1,204 @@
+"""A minimal ASGI app for the SageMaker serving contract: GET /ping, POST /invocations.
+
+Deliberately framework-free: per request it only parses the body, predicts and writes bytes.
+
+Content types in: text/csv (header optional), application/json ({"instances": [...]}, a list of records or
+lists, or one record), application/jsonlines. Out (Accept): application/json or text/csv; */* or no Accept
+answers in the request's format. Probabilities: header `X-Amzn-SageMaker-Custom-Attributes: probabilities=true`
+(passes through InvokeEndpoint's CustomAttributes) or query `?probabilities=true`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from urllib.parse import parse_qs
+
+import orjson
+
+from ml_pipeline.paths import model_dir
+from ml_pipeline.serving.parsing import RequestError, media_type, parse_body
+from ml_pipeline.serving.predictor import CompiledModel, Prediction
+
+log = logging.getLogger("uvicorn.error")  # configured by uvicorn in every worker
+MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", 6 * 1024 * 1024))  # SageMaker's payload limit
+
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+_CSV_HEADERS = [(b"content-type", b"text/csv")]
+
+
+class _State:
+    model: CompiledModel | None = None
+    error: str | None = None
+
+
+state = _State()
+
+
+def load_model() -> None:
+    """Load the model once per worker, before the worker accepts connections."""
+    directory = model_dir()
+    started = time.perf_counter()
+    try:
+        state.model = CompiledModel.load(directory)
+        state.error = None
+        log.info("model loaded from %s in %.2f s (fast path: %s)", directory, time.perf_counter() - started,
+                 state.model.compiled)
+    except Exception as exc:  # the server stays up and /ping says why (SageMaker logs it)
+        state.model = None
+        state.error = f"model could not be loaded from {directory}: {type(exc).__name__}: {exc}"
+        log.error(state.error)
+
+
+async def app(scope, receive, send) -> None:
+    if scope["type"] == "http":
+        await _http(scope, receive, send)
+    elif scope["type"] == "lifespan":
+        await _lifespan(receive, send)
+
+
+async def _lifespan(receive, send) -> None:
+    while True:
+        message = await receive()
+        if message["type"] == "lifespan.startup":
+            load_model()
+            await send({"type": "lifespan.startup.complete"})
+        elif message["type"] == "lifespan.shutdown":
+            await send({"type": "lifespan.shutdown.complete"})
+            return
+
+
+async def _respond(send, status: int, body: bytes, headers: list) -> None:
+    headers = [*headers, (b"content-length", str(len(body)).encode())]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+async def _error(send, status: int, message: str) -> None:
+    await _respond(send, status, orjson.dumps({"error": message}), _JSON_HEADERS)
+
+
+async def _http(scope, receive, send) -> None:
+    path, method = scope["path"], scope["method"]
+    if path == "/invocations":
+        if method != "POST":
+            await _error(send, 405, "use POST /invocations")
+            return
+        try:
+            status, body, headers = await _invocations(scope, receive)
+        except RequestError as exc:
+            await _error(send, exc.status, exc.message)
+            return
+        except Exception as exc:  # a bug, not the client's fault
+            log.exception("invocation failed")
+            await _error(send, 500, f"internal error: {type(exc).__name__}")
+            return
+        await _respond(send, status, body, headers)
+    elif path == "/ping":
+        if state.model is not None:
+            await _respond(send, 200, b'{"status":"ok"}', _JSON_HEADERS)
+        else:
+            await _error(send, 503, state.error or "model not loaded yet")
+    elif path == "/execution-parameters" and method == "GET":
+        # Batch transform asks for this; it must never be larger than what /invocations accepts.
+        await _respond(send, 200, orjson.dumps({"MaxConcurrentTransforms": 1, "BatchStrategy": "MULTI_RECORD",
+                                                "MaxPayloadInMB": MAX_BODY_BYTES // (1024 * 1024)}), _JSON_HEADERS)
+    else:
+        await _error(send, 404, f"no route {method} {path}: use GET /ping or POST /invocations")
+
+
+def _header(scope, name: bytes) -> str | None:
+    for key, value in scope["headers"]:
+        if key == name:
+            return value.decode("latin-1")
+    return None
+
+
+async def _read_body(scope, receive) -> bytes:
+    length = _header(scope, b"content-length")
+    if length is not None and length.isdigit() and int(length) > MAX_BODY_BYTES:
+        raise RequestError(413, f"body of {int(length)} bytes is over the {MAX_BODY_BYTES} byte limit: "
+                                "split the batch")
+    chunks, size = [], 0
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise RequestError(400, "client disconnected")
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > MAX_BODY_BYTES:
+            raise RequestError(413, f"body is over the {MAX_BODY_BYTES} byte limit: split the batch")
+        chunks.append(chunk)
+        if not message.get("more_body", False):
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def _wants_probabilities(scope) -> bool:
+    attributes = _header(scope, b"x-amzn-sagemaker-custom-attributes") or ""
+    for item in attributes.replace(";", ",").split(","):
+        key, _, value = item.partition("=")
+        if key.strip().lower() == "probabilities" and value.strip().lower() in ("true", "1", "yes"):
+            return True
+    query = scope.get("query_string") or b""
+    if query:
+        values = parse_qs(query.decode("latin-1")).get("probabilities", [])
+        return any(v.lower() in ("true", "1", "yes") for v in values)
+    return False
+
+
+def _output_type(accept: str | None, content_type: str) -> str:
+    if not accept:
+        return "text/csv" if media_type(content_type) in ("text/csv", "application/csv") else "application/json"
+    for item in accept.split(","):
+        kind = media_type(item)
+        if kind in ("application/json", "text/csv"):
+            return kind
+        if kind in ("*/*", "application/*", "text/*"):
+            if kind == "text/*":
+                return "text/csv"
+            if kind == "application/*":
+                return "application/json"
+            return _output_type(None, content_type)
+    raise RequestError(406, f"cannot answer in {accept}: accept application/json or text/csv")
+
+
+async def _invocations(scope, receive) -> tuple[int, bytes, list]:
+    model = state.model
+    if model is None:
+        raise RequestError(503, state.error or "model not loaded yet")
+    content_type = _header(scope, b"content-type")
+    if media_type(content_type) not in ("text/csv", "application/csv", "application/json",
+                                        "application/jsonlines", "application/x-jsonlines"):
+        # Before reading the body: a wrong type is answered without buffering megabytes.
+        parse_body(b"", content_type or "", model.schema)
+    output = _output_type(_header(scope, b"accept"), content_type or "")
+    body = await _read_body(scope, receive)
+    parsed = parse_body(body, content_type or "", model.schema)
+    prediction = model.predict(parsed, probabilities=_wants_probabilities(scope))
+    if output == "text/csv":
+        return 200, render_csv(prediction), _CSV_HEADERS
+    return 200, render_json(prediction), _JSON_HEADERS
+
+
+def render_json(prediction: Prediction) -> bytes:
+    document: dict = {"predictions": prediction.labels}
+    if prediction.probabilities is not None:
+        document["classes"] = prediction.classes
+        document["probabilities"] = prediction.probabilities
+    return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
+
+
+def render_csv(prediction: Prediction) -> bytes:
+    if prediction.probabilities is None:
+        return ("\n".join(_csv_value(v) for v in prediction.labels) + "\n").encode()
+    lines = [",".join([_csv_value(label), *(repr(float(p)) for p in row)])
+             for label, row in zip(prediction.labels, prediction.probabilities, strict=True)]
+    return ("\n".join(lines) + "\n").encode()
+
+
+def _csv_value(value) -> str:
+    text = repr(value) if isinstance(value, float) else str(value)
+    if any(ch in text for ch in ',"\n'):
+        return '"' + text.replace('"', '""') + '"'
+    return text

@@ -1,0 +1,302 @@
+"""Request bodies (CSV / JSON) → feature columns, without pandas for small requests.
+
+Values follow pandas' CSV reading rules used at training time: the same tokens mean "missing", numerics are
+floats (infinities are missing, as in training), categoricals stay text.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import orjson
+
+# pandas' default NA tokens (read_csv keep_default_na): missing at training time, so missing here too.
+NA_TOKENS = frozenset({
+    "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
+    "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
+})
+PANDAS_THRESHOLD_ROWS = 64
+
+
+class RequestError(Exception):
+    """A client mistake: HTTP status + a message that names what is wrong."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+@dataclass(frozen=True)
+class FeatureSchema:
+    names: tuple[str, ...]
+    kinds: tuple[str, ...]  # "numeric" | "categorical"
+    target: str | None = None
+
+    @classmethod
+    def from_metadata(cls, metadata: dict) -> FeatureSchema:
+        return cls(tuple(f["name"] for f in metadata["features"]), tuple(f["kind"] for f in metadata["features"]),
+                   metadata.get("target"))
+
+    @property
+    def numeric_names(self) -> list[str]:
+        return [n for n, k in zip(self.names, self.kinds, strict=True) if k == "numeric"]
+
+    @property
+    def categorical_names(self) -> list[str]:
+        return [n for n, k in zip(self.names, self.kinds, strict=True) if k == "categorical"]
+
+
+@dataclass
+class Columns:
+    """Parsed rows by column: float64 arrays for numerics, object arrays (str / None) for categoricals."""
+    rows: int
+    numeric: dict[str, np.ndarray]
+    categorical: dict[str, np.ndarray]
+
+
+def media_type(header: str | None) -> str:
+    return (header or "").split(";", 1)[0].strip().lower()
+
+
+def parse_body(body: bytes, content_type: str, schema: FeatureSchema) -> Columns:
+    """Dispatch on the media type; 415 for anything but text/csv and application/json."""
+    kind = media_type(content_type)
+    if kind in ("text/csv", "application/csv"):
+        return parse_csv(body, schema)
+    if kind in ("application/json", "application/jsonlines", "application/x-jsonlines"):
+        if kind == "application/json":
+            return parse_json(body, schema)
+        return parse_json_lines(body, schema)
+    shown = kind or "(none)"
+    raise RequestError(415, f"unsupported content type {shown}: send text/csv or application/json")
+
+
+def _decode(body: bytes) -> str:
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise RequestError(400, f"body is not UTF-8 text: {exc.reason} at byte {exc.start}") from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def _columns_problem(given: list[str], schema: FeatureSchema) -> str | None:
+    expected = set(schema.names)
+    missing = [n for n in schema.names if n not in set(given)]
+    extra = [n for n in given if n not in expected]
+    duplicated = sorted({n for n in given if given.count(n) > 1})
+    parts = []
+    if missing:
+        parts.append(f"missing columns: {', '.join(missing)}")
+    if extra:
+        note = " (the target column must not be sent)" if schema.target in extra else ""
+        parts.append(f"unexpected columns: {', '.join(extra)}{note}")
+    if duplicated:
+        parts.append(f"duplicate columns: {', '.join(duplicated)}")
+    return "; ".join(parts) or None
+
+
+def _is_header(fields: list[str], schema: FeatureSchema) -> bool:
+    known = set(schema.names) | ({schema.target} if schema.target else set())
+    if not any(f.strip() in known for f in fields):
+        return False
+    for field in fields:
+        try:
+            float(field)
+            return False
+        except ValueError:
+            continue
+    return True
+
+
+def parse_csv(body: bytes, schema: FeatureSchema) -> Columns:
+    text = _decode(body)
+    if text.count("\n") > PANDAS_THRESHOLD_ROWS:
+        return _parse_csv_pandas(text, schema)
+    if '"' in text:
+        rows = [row for row in csv.reader(io.StringIO(text)) if row]
+    else:
+        rows = [line.split(",") for line in text.splitlines() if line.strip()]
+    if not rows:
+        raise RequestError(400, "empty CSV body: send one row per line")
+    order = list(schema.names)
+    first_line = 1
+    if _is_header(rows[0], schema):
+        header = [f.strip() for f in rows[0]]
+        problem = _columns_problem(header, schema)
+        if problem:
+            raise RequestError(400, problem)
+        order = header
+        rows = rows[1:]
+        first_line = 2
+        if not rows:
+            raise RequestError(400, "CSV has a header but no rows")
+    width = len(order)
+    for number, row in enumerate(rows, start=first_line):
+        if len(row) != width:
+            raise RequestError(400, f"CSV line {number} has {len(row)} fields, expected {width} "
+                                    f"({', '.join(order)})")
+    return _from_rows(rows, order, schema, first_line)
+
+
+def _from_rows(rows: list[list], order: list[str], schema: FeatureSchema, first_line: int) -> Columns:
+    kinds = dict(zip(schema.names, schema.kinds, strict=True))
+    numeric, categorical = {}, {}
+    for position, name in enumerate(order):
+        values = [row[position] for row in rows]
+        if kinds[name] == "numeric":
+            numeric[name] = _numeric_column(name, values, first_line)
+        else:
+            categorical[name] = _categorical_column(values)
+    return Columns(len(rows), numeric, categorical)
+
+
+def _numeric_column(name: str, values: list, first_line: int) -> np.ndarray:
+    out = np.empty(len(values), dtype=np.float64)
+    for i, value in enumerate(values):
+        if value is None:
+            out[i] = math.nan
+            continue
+        if isinstance(value, bool):
+            raise RequestError(400, f"column {name!r} (row {first_line + i}): {value!r} is not a number")
+        if isinstance(value, (int, float)):
+            number = float(value)
+        else:
+            token = str(value).strip()
+            if token in NA_TOKENS:
+                out[i] = math.nan
+                continue
+            try:
+                number = float(token)
+            except ValueError:
+                raise RequestError(400, f"column {name!r} (row {first_line + i}): {str(value)[:50]!r} is not a number") from None
+        out[i] = number if math.isfinite(number) else math.nan
+    return out
+
+
+def _categorical_column(values: list) -> np.ndarray:
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        if value is None:
+            out[i] = None
+        elif isinstance(value, str):
+            out[i] = None if value in NA_TOKENS else value
+        elif isinstance(value, float) and math.isnan(value):
+            out[i] = None
+        elif isinstance(value, (dict, list)):
+            raise RequestError(400, f"a categorical value must be text, got {type(value).__name__}")
+        else:
+            out[i] = str(value)
+    return out
+
+
+def _parse_csv_pandas(text: str, schema: FeatureSchema) -> Columns:
+    import pandas as pd
+
+    first = next(csv.reader(io.StringIO(text.split("\n", 1)[0])), [])
+    has_header = _is_header(first, schema)
+    if has_header:
+        header = [f.strip() for f in first]
+        problem = _columns_problem(header, schema)
+        if problem:
+            raise RequestError(400, problem)
+        order = header
+    else:
+        order = list(schema.names)
+    kinds = dict(zip(schema.names, schema.kinds, strict=True))
+    dtypes = {n: (object if kinds[n] == "categorical" else str) for n in order}
+    try:
+        frame = pd.read_csv(io.StringIO(text), header=0 if has_header else None, names=order, dtype=dtypes,
+                            skip_blank_lines=True, keep_default_na=False, na_filter=False, engine="c")
+    except (pd.errors.ParserError, ValueError) as exc:
+        message = str(exc).strip().splitlines()[0] if str(exc).strip() else "malformed CSV"
+        raise RequestError(400, f"CSV could not be parsed: {message}; expected {len(order)} fields "
+                                f"({', '.join(order)})") from None
+    if frame.empty:
+        raise RequestError(400, "empty CSV body: send one row per line")
+    numeric, categorical = {}, {}
+    first_line = 2 if has_header else 1
+    for name in order:
+        values = frame[name].to_numpy(dtype=object)
+        if kinds[name] == "numeric":
+            numeric[name] = _numeric_vector(name, values, first_line)
+        else:
+            missing = frame[name].isin(NA_TOKENS).to_numpy()
+            values = values.copy()
+            values[missing] = None
+            categorical[name] = values
+    return Columns(len(frame), numeric, categorical)
+
+
+def _numeric_vector(name: str, values: np.ndarray, first_line: int) -> np.ndarray:
+    import pandas as pd
+
+    missing = pd.Series(values, dtype=object).str.strip().isin(NA_TOKENS).to_numpy()
+    text = values.copy()
+    text[missing] = "nan"
+    try:
+        # object -> float64 calls float() per value: the same conversion as the small-request path.
+        parsed = text.astype(np.float64)
+    except ValueError:
+        for index, value in enumerate(text):
+            try:
+                float(value)
+            except ValueError:
+                raise RequestError(400, f"column {name!r} (row {first_line + index}): {str(value)[:50]!r} "
+                                        "is not a number") from None
+        raise
+    parsed[~np.isfinite(parsed)] = np.nan
+    return parsed
+
+
+def parse_json(body: bytes, schema: FeatureSchema) -> Columns:
+    try:
+        document = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise RequestError(400, f"body is not valid JSON: {exc}") from None
+    if isinstance(document, dict) and "instances" in document:
+        instances = document["instances"]
+    elif isinstance(document, dict):
+        instances = [document]
+    else:
+        instances = document
+    if not isinstance(instances, list) or not instances:
+        raise RequestError(400, 'JSON must be {"instances": [...]}, a list of records, or one record; got nothing to score')
+    return _from_instances(instances, schema)
+
+
+def parse_json_lines(body: bytes, schema: FeatureSchema) -> Columns:
+    instances = []
+    for number, line in enumerate(_decode(body).splitlines(), start=1):
+        if line.strip():
+            try:
+                instances.append(orjson.loads(line))
+            except orjson.JSONDecodeError as exc:
+                raise RequestError(400, f"JSON Lines line {number} is not valid JSON: {exc}") from None
+    if not instances:
+        raise RequestError(400, "empty JSON Lines body")
+    return _from_instances(instances, schema)
+
+
+def _from_instances(instances: list, schema: FeatureSchema) -> Columns:
+    names = list(schema.names)
+    if all(isinstance(i, dict) for i in instances):
+        expected = set(names)
+        for number, record in enumerate(instances, start=1):
+            if record.keys() != expected:
+                problem = _columns_problem(list(record), schema)
+                raise RequestError(400, f"instance {number}: {problem}")
+        rows = [[record[n] for n in names] for record in instances]
+    elif all(isinstance(i, list) for i in instances):
+        for number, row in enumerate(instances, start=1):
+            if len(row) != len(names):
+                raise RequestError(400, f"instance {number} has {len(row)} values, expected {len(names)} "
+                                        f"({', '.join(names)})")
+        rows = instances
+    else:
+        raise RequestError(400, "instances must all be records (objects keyed by column) or all be lists of values")
+    return _from_rows(rows, names, schema, 1)

@@ -1,0 +1,169 @@
+"""The trained Pipeline, compiled for serving.
+
+The fitted preprocessing (median imputation + standard scaling; constant imputation + one-hot encoding) is
+replayed with numpy on the parsed columns, then the fitted estimator predicts. This skips building a
+pandas DataFrame and running the ColumnTransformer per request (milliseconds for one row) and gives the same
+numbers: numeric steps repeat sklearn's float64 operations in sklearn's order, and the one-hot tables are
+produced by the fitted encoder itself. Pipelines of any other shape fall back to `pipeline.predict` on a
+DataFrame. `tests/container/test_predictor.py` checks both paths give identical predictions.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import joblib
+import numpy as np
+
+from ml_pipeline.serving.parsing import Columns, FeatureSchema
+
+log = logging.getLogger(__name__)
+_UNSEEN_PROBE = "\x00unseen-category\x00"
+
+
+@dataclass
+class Prediction:
+    labels: list
+    probabilities: np.ndarray | None  # rows × classes, classification only
+    classes: list | None
+
+
+class _NumericBlock:
+    def __init__(self, columns: list[str], imputer, scaler) -> None:
+        self.columns = columns
+        self.fill = np.asarray(imputer.statistics_, dtype=np.float64)
+        self.mean = None if scaler.mean_ is None else np.asarray(scaler.mean_, dtype=np.float64)
+        self.scale = None if scaler.scale_ is None else np.asarray(scaler.scale_, dtype=np.float64)
+
+    def transform(self, parsed: Columns) -> np.ndarray:
+        block = np.empty((parsed.rows, len(self.columns)), dtype=np.float64)
+        for j, name in enumerate(self.columns):
+            block[:, j] = parsed.numeric[name]
+        missing = np.isnan(block)
+        if missing.any():
+            block[missing] = np.take(self.fill, np.nonzero(missing)[1])
+        if self.mean is not None:
+            block -= self.mean
+        if self.scale is not None:
+            block /= self.scale
+        return block
+
+
+class _CategoricalBlock:
+    """One-hot output = baseline row + Σ per-column deltas; each delta table comes from the fitted encoder."""
+
+    def __init__(self, columns: list[str], transformer) -> None:
+        import pandas as pd
+
+        self.columns = columns
+        encoder = transformer.steps[-1][1]
+        baseline_values = {name: str(cats[0]) for name, cats in zip(columns, encoder.categories_, strict=True)}
+        baseline = transformer.transform(pd.DataFrame({n: np.array([v], dtype=object) for n, v in baseline_values.items()}))
+        self.baseline = np.asarray(baseline, dtype=np.float64)[0]
+        self.lookups: list[dict] = []
+        self.deltas: list[np.ndarray] = []
+        self.missing_index: list[int] = []
+        self.unseen_index: list[int] = []
+        for name, categories in zip(columns, encoder.categories_, strict=True):
+            values = [str(c) for c in categories]
+            probe_values = np.array([*values, np.nan, _UNSEEN_PROBE], dtype=object)
+            probe = pd.DataFrame({n: np.full(len(probe_values), baseline_values[n], dtype=object) for n in columns})
+            probe[name] = probe_values
+            encoded = np.asarray(transformer.transform(probe), dtype=np.float64)
+            self.deltas.append(encoded - self.baseline)
+            self.lookups.append({v: i for i, v in enumerate(values)})
+            self.missing_index.append(len(values))
+            self.unseen_index.append(len(values) + 1)
+
+    def transform(self, parsed: Columns) -> np.ndarray:
+        block = np.tile(self.baseline, (parsed.rows, 1))
+        for j, name in enumerate(self.columns):
+            lookup, missing, unseen = self.lookups[j], self.missing_index[j], self.unseen_index[j]
+            values = parsed.categorical[name]
+            index = [missing if v is None else lookup.get(v, unseen) for v in values]
+            block += self.deltas[j][index]
+        return block
+
+
+class CompiledModel:
+    """Predicts from parsed columns; `compiled` tells whether the numpy fast path is in use."""
+
+    def __init__(self, pipeline, metadata: dict) -> None:
+        self.pipeline = pipeline
+        self.metadata = metadata
+        self.schema = FeatureSchema.from_metadata(metadata)
+        self.task = metadata["task"]
+        self.estimator = pipeline.steps[-1][1]
+        self.classes = ([c.item() if isinstance(c, np.generic) else c for c in self.estimator.classes_]
+                        if self.task == "classification" else None)
+        self.blocks = self._compile(pipeline)
+        self.compiled = self.blocks is not None
+        if not self.compiled:
+            log.warning("pipeline shape not recognised: serving through pipeline.predict (slower, same results)")
+
+    @classmethod
+    def load(cls, model_dir: str | Path) -> CompiledModel:
+        directory = Path(model_dir)
+        metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+        pipeline = joblib.load(directory / "model.joblib")
+        return cls(pipeline, metadata)
+
+    def _compile(self, pipeline):
+        from sklearn.compose import ColumnTransformer
+        from sklearn.impute import SimpleImputer
+        from sklearn.pipeline import Pipeline
+        from sklearn.preprocessing import OneHotEncoder, StandardScaler
+
+        if len(pipeline.steps) != 2 or not isinstance(pipeline.steps[0][1], ColumnTransformer):
+            return None
+        blocks = []
+        for name, transformer, columns in pipeline.steps[0][1].transformers_:
+            if transformer == "drop" or len(columns) == 0:
+                continue
+            columns = list(columns)
+            steps = transformer.steps if isinstance(transformer, Pipeline) else []
+            shape = [type(step) for _, step in steps]
+            if shape == [SimpleImputer, StandardScaler] and steps[0][1].strategy != "constant" \
+                    and not steps[0][1].add_indicator and all(c in self.schema.numeric_names for c in columns):
+                blocks.append(_NumericBlock(columns, steps[0][1], steps[1][1]))
+            elif shape == [SimpleImputer, OneHotEncoder] and steps[1][1].drop is None \
+                    and not steps[0][1].add_indicator and all(c in self.schema.categorical_names for c in columns):
+                blocks.append(_CategoricalBlock(columns, transformer))
+            else:
+                return None
+        return blocks
+
+    def features(self, parsed: Columns) -> np.ndarray:
+        parts = [block.transform(parsed) for block in self.blocks]
+        return parts[0] if len(parts) == 1 else np.hstack(parts)
+
+    def frame(self, parsed: Columns):
+        """The parsed rows as the DataFrame the Pipeline was trained on (fallback path, monitoring)."""
+        import pandas as pd
+
+        data = {}
+        for name, kind in zip(self.schema.names, self.schema.kinds, strict=True):
+            if kind == "numeric":
+                data[name] = parsed.numeric[name]
+            else:
+                values = parsed.categorical[name].copy()
+                values[[v is None for v in values]] = np.nan
+                data[name] = pd.Series(values, dtype=object)
+        return pd.DataFrame(data)
+
+    def predict(self, parsed: Columns, probabilities: bool = False) -> Prediction:
+        if self.compiled:
+            x = self.features(parsed)
+            model = self.estimator
+        else:
+            x = self.frame(parsed)
+            model = self.pipeline
+        if self.task == "classification":
+            proba = model.predict_proba(x)
+            encoded = np.argmax(proba, axis=1)
+            labels = [self.classes[i] for i in encoded]
+            return Prediction(labels, proba if probabilities else None, self.classes)
+        return Prediction(model.predict(x).tolist(), None, None)

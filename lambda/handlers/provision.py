@@ -1,0 +1,9 @@
+"""Lambda entry point `handlers.provision.handler`: on_event of a CDK custom_resources.Provider.
+
+Returns {"PhysicalResourceId", "Data"} or raises (a malformed request too); the Provider framework turns
+either into the answer CloudFormation waits for."""
+from mlops_control import flows, runtime
+
+
+def handler(event, context):
+    return runtime.run("provision", event, flows.provision, raise_malformed=True)

@@ -1,0 +1,117 @@
+"""One flow per handler: parse the event, call the pure steps, return a small result dict.
+Handlers wrap these in runtime.run (records + SNS on failure)."""
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from . import events
+from .runtime import Busy
+
+if TYPE_CHECKING:
+    from .ledger import Ledger
+    from .settings import Settings
+
+# Each flow imports the steps it needs when it runs: a cold start compiles only its own handler's modules
+# (Lambda's /var/task is read-only, so there is no bytecode cache to fall back on).
+
+
+def trigger(settings: Settings, ledger: Ledger, event: Any) -> dict:
+    from . import intake
+
+    results = [intake.handle_upload(settings, ledger, obj) for obj in events.parse_object_created(event)]
+    return results[0] if len(results) == 1 else {"status": "batch", "results": results}
+
+
+def processing_done(settings: Settings, ledger: Ledger, event: Any) -> dict:
+    from . import intake
+
+    change = events.parse_job_state_change(event, "processing")
+    if not events.is_terminal(change.status):
+        return {"status": "not_terminal", "job_status": change.status}
+    return intake.processing_finished(settings, ledger, change.name, change.status, change.failure_reason)
+
+
+def training_done(settings: Settings, ledger: Ledger, event: Any) -> dict:
+    change = events.parse_job_state_change(event, "training")
+    if not events.is_terminal(change.status):
+        return {"status": "not_terminal", "job_status": change.status}
+    job = change.name
+    if not job.startswith(f"{settings.name_prefix}-train-"):
+        ledger.record(f"job#{job}", "ignored", "not a training job of this pipeline", job=job, ttl_days=30)
+        return {"status": "ignored"}
+    claim_pk = f"claim#job#{job}"
+    claim = ledger.claim(claim_pk, "done", lease_seconds=600)
+    if not claim.acquired:
+        if claim.status == "busy":
+            raise Busy(f"the completion of {job} is being handled by another delivery")
+        ledger.record(f"job#{job}", "duplicate_skipped", f"completion of {job} already handled", job=job, ttl_days=30)
+        return {"status": "duplicate"}
+    try:
+        result = _training_finished(settings, ledger, job)
+    except Exception as exc:
+        ledger.release(claim_pk, "done", f"{type(exc).__name__}: {exc}")
+        raise
+    ledger.complete(claim_pk, "done", {"outcome": result.get("status")})
+    return result
+
+
+def _training_finished(settings: Settings, ledger: Ledger, job: str) -> dict:
+    from . import clients, deployer, training
+    from .notify import publish
+
+    described = clients.get("sagemaker").describe_training_job(TrainingJobName=job)
+    status = described.get("TrainingJobStatus")
+    # Free the slot first: the coalesced follow-up must start even if this model is gated out or its
+    # deploy fails.
+    follow_up = training.finish_training(settings, ledger, job)
+    if status != "Completed":
+        reason = f"training {str(status).lower()}: {described.get('FailureReason') or 'no reason given'}"
+        ledger.record(f"job#{job}", "training_failed", reason, job=job, details={"follow_up": follow_up})
+        publish(settings, f"Training failed: {job}", f"{reason}. The production model keeps serving.",
+                {"job": job, "follow_up": follow_up})
+        return {"status": "training_failed", "reason": reason, "follow_up": follow_up}
+    result = deployer.deploy_training_job(settings, ledger, job, training=described)
+    result["follow_up"] = follow_up
+    return result
+
+
+def endpoint_state(settings: Settings, ledger: Ledger, event: Any) -> dict:
+    from . import deployer
+
+    change = events.parse_endpoint_state_change(event)
+    if change.name != settings.endpoint_name:
+        return {"status": "ignored", "endpoint": change.name}
+    # The event only says "look now": DescribeEndpoint is the truth (events arrive late, twice, or stale).
+    return deployer.verify(settings, ledger)
+
+
+def retrain(settings: Settings, ledger: Ledger, event: Any) -> dict:
+    from . import training
+
+    request = events.parse_retrain_request(event)
+    return training.retrain(settings, ledger, request.source, request.alarm_name, request.state, request.reason,
+                            force=request.force)
+
+
+def monitor_schedule(settings: Settings, ledger: Ledger, event: Any) -> dict:
+    from . import intake
+
+    tick = events.parse_scheduled_event(event)
+    return intake.start_monitoring(settings, ledger, tick.event_id, tick.time)
+
+
+def provision(settings: Settings, ledger: Ledger, event: Any) -> dict:
+    """custom_resources.Provider on_event: return the response, raise on failure (the framework answers
+    CloudFormation either way). The physical id is always the endpoint name, so an Update never makes
+    CloudFormation delete the endpoint as a 'replaced' resource."""
+    from . import deployer
+
+    request = events.parse_custom_resource(event)
+    if request.request_type == "Delete":
+        if request.physical_id not in (None, settings.endpoint_name):
+            return {"PhysicalResourceId": request.physical_id, "Data": {"Status": "not ours"}}
+        result = deployer.delete_all(settings, ledger)
+    else:
+        result = deployer.ensure_latest_served(settings, ledger)
+    return {"PhysicalResourceId": settings.endpoint_name,
+            "Data": {"Status": str(result.get("status")), "EndpointName": settings.endpoint_name}}

@@ -1,0 +1,306 @@
+"""Uploaded files: cheap checks, de-duplication and the validation job (trigger), then the verdict
+(processing_done): validated and trained on, or quarantined with its report. The original is never touched."""
+from __future__ import annotations
+
+import json
+import posixpath
+from typing import Any
+
+from . import clients, jobs
+from .events import ObjectCreated
+from .ledger import Ledger
+from .notify import publish, put_metrics, report_metrics
+from .runtime import Busy
+from .settings import Settings
+from .training import request_training
+
+TRIGGER_LEASE_SECONDS = 120
+PRODUCTION = ("pipeline", "production")
+
+
+def file_subject(bucket: str, key: str) -> str:
+    return f"file#s3://{bucket}/{key}"
+
+
+def _system_prefixes(settings: Settings) -> tuple[str, ...]:
+    return (settings.validated_prefix, settings.quarantine_prefix)
+
+
+def handle_upload(settings: Settings, ledger: Ledger, obj: ObjectCreated) -> dict:
+    """Decide what one uploaded object gets: ignored, rejected, skipped as duplicate, or a validation job."""
+    if obj.bucket != settings.data_bucket:
+        ledger.record(file_subject(obj.bucket, obj.key), "ignored", f"bucket {obj.bucket} is not the data bucket "
+                      f"{settings.data_bucket}", file=obj.uri, ttl_days=30)
+        return {"status": "ignored", "key": obj.key}
+    if not obj.key.startswith(settings.incoming_prefix):
+        # Keys the system writes itself (validated/, quarantine/) start nothing and need no record: that is
+        # what keeps the pipeline from feeding on its own output.
+        if not obj.key.startswith(_system_prefixes(settings)):
+            ledger.record(file_subject(obj.bucket, obj.key), "ignored",
+                          f"not under {settings.incoming_prefix}; only files there are processed", file=obj.uri, ttl_days=30)
+        return {"status": "ignored", "key": obj.key}
+    if obj.key.endswith("/"):
+        return {"status": "ignored", "key": obj.key}  # a "folder" placeholder made by consoles
+
+    claim_pk = f"claim#obj#{obj.bucket}/{obj.key}#{obj.version_or_etag}"
+    claim = ledger.claim(claim_pk, "trigger", lease_seconds=TRIGGER_LEASE_SECONDS, values={"file": obj.uri})
+    subject = file_subject(obj.bucket, obj.key)
+    if not claim.acquired:
+        if claim.status == "busy":
+            raise Busy(f"another delivery of {obj.uri} ({obj.version_or_etag}) is being handled")
+        ledger.record(subject, "duplicate_skipped", f"event for version {obj.version_or_etag} already handled "
+                      f"({(claim.item or {}).get('outcome', 'done')})", file=obj.uri,
+                      job=(claim.item or {}).get("job"), ttl_days=30)
+        return {"status": "duplicate", "key": obj.key}
+    try:
+        result = _check_and_start(settings, ledger, obj, subject)
+    except Exception as exc:
+        ledger.release(claim_pk, "trigger", f"{type(exc).__name__}: {exc}")
+        raise
+    ledger.complete(claim_pk, "trigger", {"outcome": result["status"], "job": result.get("job")})
+    return result
+
+
+def _reject(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str, reason: str) -> dict:
+    ledger.record(subject, "rejected", reason, file=obj.uri, details={"version": obj.version_or_etag})
+    publish(settings, f"File rejected: {posixpath.basename(obj.key)}",
+            f"{obj.uri} was not processed: {reason}. The file is left where it is.",
+            {"file": obj.uri, "version": obj.version_or_etag})
+    return {"status": "rejected", "key": obj.key, "reason": reason}
+
+
+def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str) -> dict:
+    extension = posixpath.splitext(obj.key)[1].lower()
+    if extension not in settings.allowed_extensions:
+        return _reject(settings, ledger, obj, subject, f"extension {extension or '(none)'!r} is not one of "
+                       f"{', '.join(settings.allowed_extensions)}")
+    size = obj.size
+    if size is None or obj.raw_key is not None:
+        # Size unknown, or the key was URL-decoded and the other reading is also possible: ask S3.
+        found = _head(settings, obj)
+        if found is None:
+            return _reject(settings, ledger, obj, subject, "the object no longer exists (deleted before processing)")
+        obj, size = found
+    if size == 0:
+        return _reject(settings, ledger, obj, subject, "the file is empty (0 bytes)")
+    if size > settings.max_upload_bytes:
+        return _reject(settings, ledger, obj, subject, f"the file is {size} bytes, over the limit of "
+                       f"{settings.max_upload_bytes} bytes")
+    job = jobs.job_name(settings, "val", obj.bucket, obj.key, obj.version_or_etag)
+    ledger.put_state(f"job#{job}", "meta", {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id,
+                                             "etag": obj.etag, "file": obj.uri})
+    production = ledger.get(*PRODUCTION) or {}
+    request = jobs.validation_request(settings, job, obj.uri, production.get("model_data_url"))
+    try:
+        clients.get("sagemaker").create_processing_job(**request)
+        decision, why = "validation_started", f"validation job {job} started"
+    except Exception as exc:  # noqa: BLE001
+        if not clients.is_already_exists(exc):
+            raise
+        decision, why = "validation_already_started", f"validation job {job} already exists (redelivered event)"
+    ledger.record(subject, decision, why, file=obj.uri, job=job,
+                  details={"version": obj.version_or_etag, "size": size,
+                           "reference_model": production.get("training_job") or "none (first model)"})
+    return {"status": "started", "job": job, "key": obj.key}
+
+
+def _head(settings: Settings, obj: ObjectCreated) -> tuple[ObjectCreated, int] | None:
+    s3 = clients.get("s3")
+    for key in [obj.key] + ([obj.raw_key] if obj.raw_key else []):
+        kwargs = {"Bucket": obj.bucket, "Key": key}
+        if obj.version_id:
+            kwargs["VersionId"] = obj.version_id
+        try:
+            head = s3.head_object(**kwargs)
+        except Exception as exc:  # noqa: BLE001
+            if clients.is_not_found(exc) or clients.error_code(exc) in ("400",):
+                continue
+            raise
+        found = ObjectCreated(bucket=obj.bucket, key=key, size=int(head.get("ContentLength", 0)),
+                              etag=obj.etag or str(head.get("ETag", "")).strip('"'), version_id=obj.version_id,
+                              event_time=obj.event_time)
+        return found, int(head.get("ContentLength", 0))
+    return None
+
+
+# -- processing job finished -------------------------------------------------------------------------
+def read_report(settings: Settings, kind: str, job: str) -> tuple[dict | None, str | None]:
+    """report.json of a validation/monitor job, or (None, why not)."""
+    key = jobs.report_prefix(settings, kind, job) + "report.json"
+    try:
+        body = clients.get("s3").get_object(Bucket=settings.artifacts_bucket, Key=key)["Body"].read()
+    except Exception as exc:  # noqa: BLE001
+        if clients.is_not_found(exc):
+            return None, f"the job wrote no report (s3://{settings.artifacts_bucket}/{key} is missing)"
+        raise
+    try:
+        report = json.loads(body)
+    except ValueError as exc:
+        return None, f"report.json is not valid JSON: {exc}"
+    if not isinstance(report, dict) or not isinstance(report.get("passed"), bool):
+        return None, "report.json has no boolean 'passed'"
+    return report, None
+
+
+def _source_of(settings: Settings, ledger: Ledger, job: str) -> dict | None:
+    meta = ledger.get(f"job#{job}", "meta")
+    if meta:
+        return meta
+    try:  # the ledger lost it (TTL, manual job): the job's own input says which object it read
+        described = clients.get("sagemaker").describe_processing_job(ProcessingJobName=job)
+    except Exception as exc:  # noqa: BLE001
+        if clients.is_not_found(exc):
+            return None
+        raise
+    for item in described.get("ProcessingInputs", []):
+        if item.get("InputName") == "data":
+            uri = item["S3Input"]["S3Uri"]
+            bucket, _, key = uri[len("s3://"):].partition("/")
+            return {"bucket": bucket, "key": key, "version_id": None, "file": uri}
+    return None
+
+
+def validation_finished(settings: Settings, ledger: Ledger, job: str, status: str, failure: str | None) -> dict:
+    source = _source_of(settings, ledger, job)
+    if source is None:
+        reason = f"validation job {job} finished ({status}) but the file it validated is unknown"
+        ledger.record(f"job#{job}", "error", reason, job=job)
+        publish(settings, "Validation result without a file", reason, {"job": job})
+        return {"status": "error", "reason": reason}
+    bucket, key, version = source["bucket"], source["key"], source.get("version_id")
+    subject, uri = file_subject(bucket, key), source.get("file") or f"s3://{bucket}/{key}"
+    report, problem = (None, None)
+    if status == "Completed":
+        report, problem = read_report(settings, "val", job)
+        if report is not None:
+            put_metrics(settings, report_metrics(report), "validation")
+    else:
+        problem = f"validation job {status.lower()}: {failure or 'no reason given'}"
+    relative = key[len(settings.incoming_prefix):] if key.startswith(settings.incoming_prefix) else key
+    try:
+        if report is not None and report["passed"]:
+            target = settings.validated_prefix + relative
+            _copy(bucket, key, version, target)
+            ledger.record(subject, "validated", report.get("summary") or "passed validation", file=uri, job=job,
+                          details={"copied_to": f"s3://{bucket}/{target}", "rows": report.get("rows"),
+                                   "drift": (report.get("drift") or {}).get("score")})
+            request = request_training(settings, ledger, f"file:{uri}#{version or source.get('etag') or ''}",
+                                       f"new validated data {uri}", subject=subject, file=uri)
+            return {"status": "validated", "training": request.outcome, "job": request.job}
+        return _quarantine(settings, ledger, job, bucket, key, version, relative, subject, uri, report, problem)
+    except Exception as exc:  # noqa: BLE001
+        if not clients.is_not_found(exc):
+            raise
+        reason = f"{uri} (version {version}) no longer exists, so it could not be moved: {clients.error_message(exc)}"
+        ledger.record(subject, "error", reason, file=uri, job=job)
+        publish(settings, f"File vanished: {posixpath.basename(key)}", reason, {"file": uri, "job": job})
+        return {"status": "missing", "reason": reason}
+
+
+def _copy(bucket: str, key: str, version: str | None, target: str) -> None:
+    source = {"Bucket": bucket, "Key": key}
+    if version:
+        source["VersionId"] = version
+    clients.get("s3").copy_object(Bucket=bucket, Key=target, CopySource=source, MetadataDirective="COPY")
+
+
+def _quarantine(settings: Settings, ledger: Ledger, job: str, bucket: str, key: str, version: str | None,
+                relative: str, subject: str, uri: str, report: dict | None, problem: str | None) -> dict:
+    s3 = clients.get("s3")
+    target = settings.quarantine_prefix + relative
+    _copy(bucket, key, version, target)
+    report_key = f"{target}.report.json"
+    if report is not None:
+        reason = report.get("summary") or "the data failed validation"
+        s3.put_object(Bucket=bucket, Key=report_key, Body=json.dumps(report, indent=2).encode(),
+                      ContentType="application/json")
+        html_key = jobs.report_prefix(settings, "val", job) + "report.html"
+        try:
+            s3.copy_object(Bucket=bucket, Key=f"{target}.report.html",
+                           CopySource={"Bucket": settings.artifacts_bucket, "Key": html_key})
+        except Exception as exc:  # noqa: BLE001 - the JSON report is the required one; HTML is a courtesy
+            if not clients.is_not_found(exc):
+                raise
+    else:
+        reason = problem or "validation produced no verdict"
+        s3.put_object(Bucket=bucket, Key=report_key, ContentType="application/json", Body=json.dumps({
+            "kind": "validation", "passed": False, "summary": reason, "job": job, "failures": [],
+        }, indent=2).encode())
+    failures = (report or {}).get("failures") or []
+    ledger.record(subject, "quarantined", reason, file=uri, job=job,
+                  details={"copied_to": f"s3://{bucket}/{target}", "report": f"s3://{bucket}/{report_key}",
+                           "failures": failures[:20]})
+    publish(settings, f"File quarantined: {posixpath.basename(key)}",
+            f"{uri} failed validation: {reason}\nA copy and its report are in s3://{bucket}/{target} "
+            f"(+ .report.json); the original is kept.",
+            {"file": uri, "version": version, "job": job, "failures": failures[:20]})
+    return {"status": "quarantined", "reason": reason}
+
+
+def monitor_finished(settings: Settings, ledger: Ledger, job: str, status: str, failure: str | None) -> dict:
+    subject = f"job#{job}"
+    if status != "Completed":
+        reason = f"monitoring job {status.lower()}: {failure or 'no reason given'}"
+        ledger.record(subject, "monitor_failed", reason, job=job)
+        publish(settings, "Monitoring job failed", reason, {"job": job})
+        return {"status": "failed", "reason": reason}
+    report, problem = read_report(settings, "mon", job)
+    if report is None:
+        ledger.record(subject, "monitor_failed", problem or "no report", job=job)
+        publish(settings, "Monitoring job produced no report", problem or "no report", {"job": job})
+        return {"status": "failed", "reason": problem}
+    metrics = report_metrics(report)
+    put_metrics(settings, metrics, "monitor")
+    drift = metrics.get("DataDrift")
+    over = drift is not None and drift > settings.drift_threshold
+    ledger.record(subject, "monitor_completed", (report.get("summary") or "monitoring finished") +
+                  (f"; drift {drift:.4f} is over the threshold {settings.drift_threshold:g}" if over else ""),
+                  job=job, details={"drift": drift, "rows": report.get("rows"), "rows_rejected": report.get("rows_rejected")})
+    return {"status": "completed", "drift": drift}
+
+
+def processing_finished(settings: Settings, ledger: Ledger, job: str, status: str, failure: str | None) -> dict:
+    kind = jobs.kind_of(settings, job)
+    if kind not in ("val", "mon"):
+        ledger.record(f"job#{job}", "ignored", "not a validation or monitoring job of this pipeline", job=job, ttl_days=30)
+        return {"status": "ignored"}
+    claim_pk = f"claim#job#{job}"
+    claim = ledger.claim(claim_pk, "done", lease_seconds=600)
+    if not claim.acquired:
+        if claim.status == "busy":
+            raise Busy(f"the completion of {job} is being handled by another delivery")
+        ledger.record(f"job#{job}", "duplicate_skipped", f"completion of {job} ({status}) already handled", job=job, ttl_days=30)
+        return {"status": "duplicate"}
+    try:
+        result = (validation_finished if kind == "val" else monitor_finished)(settings, ledger, job, status, failure)
+    except Exception as exc:
+        ledger.release(claim_pk, "done", f"{type(exc).__name__}: {exc}")
+        raise
+    ledger.complete(claim_pk, "done", {"outcome": result.get("status")})
+    return result
+
+
+def start_monitoring(settings: Settings, ledger: Ledger, event_id: str, tick_time: str) -> dict:
+    """The schedule: a monitoring job over the endpoint's captured requests, when there is something to watch."""
+    subject = f"monitor#{settings.endpoint_name}"
+    production = ledger.get(*PRODUCTION)
+    if not production:
+        ledger.record(subject, "monitor_skipped", "no production model yet", ttl_days=7)
+        return {"status": "skipped", "reason": "no production model"}
+    capture = jobs.capture_prefix(settings)
+    page = clients.get("s3").list_objects_v2(Bucket=settings.artifacts_bucket,
+                                             Prefix=capture[len(f"s3://{settings.artifacts_bucket}/"):], MaxKeys=1)
+    if not (page.get("KeyCount") or page.get("Contents")):
+        ledger.record(subject, "monitor_skipped", f"no captured requests under {capture} yet", ttl_days=7)
+        return {"status": "skipped", "reason": "no captured data"}
+    job = jobs.job_name(settings, "mon", "schedule", tick_time)
+    try:
+        clients.get("sagemaker").create_processing_job(**jobs.monitor_request(settings, job, production.get("model_data_url")))
+        decision = "monitor_started"
+    except Exception as exc:  # noqa: BLE001
+        if not clients.is_already_exists(exc):
+            raise
+        decision = "monitor_already_started"
+    ledger.record(subject, decision, f"monitoring job {job} over {capture}", job=job,
+                  model=production.get("model_name"), details={"event": event_id})
+    return {"status": "started", "job": job}

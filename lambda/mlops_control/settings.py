@@ -1,0 +1,198 @@
+"""Configuration of every function, read once from the environment the stack sets (CONTRACTS.md)."""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from typing import Mapping
+
+
+class ConfigError(RuntimeError):
+    """The function's environment is incomplete or invalid: a deployment bug, so it must fail loudly."""
+
+
+_REQUIRED = (
+    "NAME_PREFIX", "LEDGER_TABLE", "DATA_BUCKET", "ARTIFACTS_BUCKET", "NOTIFY_TOPIC_ARN", "KMS_KEY_ARN",
+    "IMAGE_URI", "SAGEMAKER_ROLE_ARN", "ENDPOINT_NAME", "MODEL_PACKAGE_GROUP", "TARGET_COLUMN",
+)
+
+LOWER_IS_BETTER = frozenset({"rmse", "mae"})
+KNOWN_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")
+
+
+@dataclass(frozen=True)
+class GateRule:
+    metric: str
+    threshold: float
+
+
+@dataclass(frozen=True)
+class QualityGate:
+    classification: GateRule
+    regression: GateRule
+    tolerance: float
+
+    def rule_for(self, task: str) -> GateRule:
+        return self.regression if task == "regression" else self.classification
+
+
+@dataclass(frozen=True)
+class Settings:
+    name_prefix: str
+    ledger_table: str
+    data_bucket: str
+    artifacts_bucket: str
+    notify_topic_arn: str
+    kms_key_arn: str
+    image_uri: str
+    sagemaker_role_arn: str
+    endpoint_name: str
+    model_package_group: str
+    target_column: str
+    task: str = "auto"
+    allowed_extensions: tuple[str, ...] = (".csv", ".parquet")
+    max_upload_bytes: int = 1024 ** 3
+    processing_instance_type: str = "ml.m5.large"
+    training_instance_type: str = "ml.m5.large"
+    serving_instance_type: str = "ml.m5.large"
+    serving_min_instances: int = 1
+    serving_max_instances: int = 2
+    scaling_target_invocations: float = 100.0
+    quality_gate: QualityGate = field(default_factory=lambda: parse_quality_gate(_DEFAULT_GATE))
+    drift_threshold: float = 0.2
+    retrain_cooldown_seconds: int = 3600
+    rollback_alarm_names: tuple[str, ...] = ()
+    data_capture_percent: int = 100
+    metric_namespace: str = "MLOps"
+    max_runtime_seconds: int = 3600
+    training_hyperparameters: Mapping[str, str] = field(default_factory=dict)
+
+    # Prefixes the system itself writes in the data bucket: an event for them must never start anything.
+    incoming_prefix: str = "incoming/"
+    validated_prefix: str = "validated/"
+    quarantine_prefix: str = "quarantine/"
+
+    @property
+    def variant_name(self) -> str:
+        return "AllTraffic"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        missing = [name for name in _REQUIRED if not env.get(name)]
+        if missing:
+            raise ConfigError(f"missing environment variables: {', '.join(missing)}")
+        task = env.get("TASK", "auto")
+        if task not in ("auto", "classification", "regression"):
+            raise ConfigError(f"TASK must be auto, classification or regression, got {task!r}")
+        extensions = tuple(
+            ext if ext.startswith(".") else f".{ext}"
+            for ext in (e.strip().lower() for e in env.get("ALLOWED_EXTENSIONS", ".csv,.parquet").split(","))
+            if ext
+        )
+        hyperparameters = _json(env, "TRAINING_HYPERPARAMETERS", {})
+        if not isinstance(hyperparameters, dict):
+            raise ConfigError("TRAINING_HYPERPARAMETERS must be a JSON object")
+        settings = cls(
+            name_prefix=env["NAME_PREFIX"],
+            ledger_table=env["LEDGER_TABLE"],
+            data_bucket=env["DATA_BUCKET"],
+            artifacts_bucket=env["ARTIFACTS_BUCKET"],
+            notify_topic_arn=env["NOTIFY_TOPIC_ARN"],
+            kms_key_arn=env["KMS_KEY_ARN"],
+            image_uri=env["IMAGE_URI"],
+            sagemaker_role_arn=env["SAGEMAKER_ROLE_ARN"],
+            endpoint_name=env["ENDPOINT_NAME"],
+            model_package_group=env["MODEL_PACKAGE_GROUP"],
+            target_column=env["TARGET_COLUMN"],
+            task=task,
+            allowed_extensions=extensions,
+            max_upload_bytes=_int(env, "MAX_UPLOAD_BYTES", 1024 ** 3, minimum=1),
+            processing_instance_type=env.get("PROCESSING_INSTANCE_TYPE", "ml.m5.large"),
+            training_instance_type=env.get("TRAINING_INSTANCE_TYPE", "ml.m5.large"),
+            serving_instance_type=env.get("SERVING_INSTANCE_TYPE", "ml.m5.large"),
+            serving_min_instances=_int(env, "SERVING_MIN_INSTANCES", 1, minimum=1),
+            serving_max_instances=_int(env, "SERVING_MAX_INSTANCES", 2, minimum=1),
+            scaling_target_invocations=_float(env, "SCALING_TARGET_INVOCATIONS", 100.0),
+            quality_gate=parse_quality_gate(_json(env, "QUALITY_GATE", _DEFAULT_GATE)),
+            drift_threshold=_float(env, "DRIFT_THRESHOLD", 0.2),
+            retrain_cooldown_seconds=_int(env, "RETRAIN_COOLDOWN_SECONDS", 3600, minimum=0),
+            rollback_alarm_names=tuple(a.strip() for a in env.get("ROLLBACK_ALARM_NAMES", "").split(",") if a.strip()),
+            data_capture_percent=_int(env, "DATA_CAPTURE_PERCENT", 100, minimum=0, maximum=100),
+            metric_namespace=env.get("METRIC_NAMESPACE", "MLOps"),
+            max_runtime_seconds=_int(env, "MAX_RUNTIME_SECONDS", 3600, minimum=1),
+            training_hyperparameters={str(k): str(v) for k, v in hyperparameters.items()},
+        )
+        if settings.serving_max_instances < settings.serving_min_instances:
+            raise ConfigError("SERVING_MAX_INSTANCES must be >= SERVING_MIN_INSTANCES")
+        return settings
+
+
+_DEFAULT_GATE = {
+    "classification": {"metric": "roc_auc", "threshold": 0.7},
+    "regression": {"metric": "r2", "threshold": 0.3},
+    "tolerance": 0.01,
+}
+
+
+def parse_quality_gate(raw: object) -> QualityGate:
+    if not isinstance(raw, dict):
+        raise ConfigError("QUALITY_GATE must be a JSON object")
+    try:
+        rules = {}
+        for task in ("classification", "regression"):
+            metric = str(raw[task]["metric"])
+            if metric not in KNOWN_METRICS:
+                raise ConfigError(f"QUALITY_GATE {task} metric {metric!r} is not one of {', '.join(KNOWN_METRICS)}")
+            rules[task] = GateRule(metric=metric, threshold=float(raw[task]["threshold"]))
+        tolerance = float(raw.get("tolerance", 0.0))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ConfigError(f"QUALITY_GATE is malformed: {exc!r}") from exc
+    if tolerance < 0:
+        raise ConfigError("QUALITY_GATE tolerance must be >= 0")
+    return QualityGate(classification=rules["classification"], regression=rules["regression"], tolerance=tolerance)
+
+
+def _json(env: Mapping[str, str], name: str, default: object) -> object:
+    raw = env.get(name)
+    if not raw:
+        return default
+    try:
+        return json.loads(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} is not valid JSON: {exc}") from exc
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int | None = None, maximum: int | None = None) -> int:
+    raw = env.get(name)
+    try:
+        value = int(raw) if raw not in (None, "") else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be an integer, got {raw!r}") from exc
+    if (minimum is not None and value < minimum) or (maximum is not None and value > maximum):
+        raise ConfigError(f"{name}={value} is out of range [{minimum}, {maximum}]")
+    return value
+
+
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    try:
+        return float(raw) if raw not in (None, "") else default
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+_cached: Settings | None = None
+
+
+def load() -> Settings:
+    """Settings of this process (read once per cold start; tests call reset())."""
+    global _cached
+    if _cached is None:
+        _cached = Settings.from_env()
+    return _cached
+
+
+def reset() -> None:
+    global _cached
+    _cached = None

@@ -1,0 +1,1 @@
+"""CDK stacks of the self-retraining ML service: storage, pipeline, serving, monitoring."""

@@ -1,0 +1,282 @@
+"""The one configuration object of a stage, loaded from cdk.json context and validated.
+
+Resolution order for every key: ``stage_defaults`` < ``stages.<stage>`` < a top-level context key of
+the same name (``cdk synth -c target_column=price``). Values given on the command line are strings;
+they are converted to the field's type here. Any invalid or unknown key stops synthesis with a
+``ConfigError`` that names the key.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import typing
+from types import MappingProxyType
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or invalid; the message names the key."""
+
+    def __init__(self, key: str, message: str, stage: str | None = None) -> None:
+        where = f" (stage '{stage}')" if stage else ""
+        super().__init__(f"invalid config key '{key}'{where}: {message}")
+        self.key = key
+
+
+# CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
+                      2192, 2557, 2922, 3288, 3653)
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSION_METRICS = ("r2", "rmse", "mae")
+# Keys the training Lambda sets itself from other config keys; overriding them here would fork the truth.
+RESERVED_HYPERPARAMETERS = ("target_column", "task")
+MAX_PREFIX_LENGTH = 24  # keeps P-artifacts-<account>-<region> within S3's 63 characters
+
+_INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
+_SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
+_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+
+
+@dataclass(frozen=True, kw_only=True)
+class StageConfig:
+    """Everything that differs between deployments. See docs/deploy.md for each key's meaning."""
+
+    stage: str
+    project: str
+    account: str
+    region: str
+    # data and training
+    target_column: str
+    task: str
+    allowed_extensions: tuple[str, ...]
+    max_upload_bytes: int
+    processing_instance_type: str
+    training_instance_type: str
+    max_runtime_seconds: int
+    training_hyperparameters: Mapping[str, str]
+    # quality gate
+    gate_classification_metric: str
+    gate_classification_threshold: float
+    gate_regression_metric: str
+    gate_regression_threshold: float
+    gate_tolerance: float
+    # serving
+    serving_instance_type: str
+    serving_min_instances: int
+    serving_max_instances: int
+    scaling_target_invocations: int
+    data_capture_percent: int
+    api_auth: str
+    api_throttle_rate_limit: float
+    api_throttle_burst_limit: int
+    # monitoring and retraining
+    drift_threshold: float
+    retrain_cooldown_seconds: int
+    monitor_schedule: str
+    metric_namespace: str
+    alarm_5xx_threshold: int
+    alarm_latency_ms: int
+    alarm_evaluation_periods: int
+    notification_email: str
+    # control plane
+    lambda_memory_mb: int
+    lambda_timeout_seconds: int
+    lambda_reserved_concurrency: int
+    async_retry_attempts: int
+    async_max_event_age_seconds: int
+    log_retention_days: int
+    retain_data: bool
+    base_image: str
+
+    @property
+    def prefix(self) -> str:
+        """``P`` of CONTRACTS.md: every resource name starts with it."""
+        return f"{self.project}-{self.stage}"
+
+    @property
+    def quality_gate(self) -> dict[str, Any]:
+        """The QUALITY_GATE document of CONTRACTS.md."""
+        return {
+            "classification": {"metric": self.gate_classification_metric,
+                               "threshold": self.gate_classification_threshold},
+            "regression": {"metric": self.gate_regression_metric,
+                           "threshold": self.gate_regression_threshold},
+            "tolerance": self.gate_tolerance,
+        }
+
+    def __post_init__(self) -> None:
+        _validate(self)
+
+
+def _fail(key: str, message: str, stage: str) -> typing.NoReturn:
+    raise ConfigError(key, message, stage)
+
+
+def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules reads best
+    s = c.stage
+
+    def check(key: str, ok: bool, message: str) -> None:
+        if not ok:
+            _fail(key, message, s)
+
+    check("stage", bool(re.fullmatch(r"[a-z][a-z0-9]{0,9}", s)),
+          f"{s!r} must be lowercase letters/digits, at most 10 characters")
+    check("project", bool(re.fullmatch(r"[a-z][a-z0-9-]*[a-z0-9]", c.project)),
+          f"{c.project!r} must be lowercase letters, digits and '-' (it prefixes S3 bucket names)")
+    check("project", len(c.prefix) <= MAX_PREFIX_LENGTH,
+          f"name prefix {c.prefix!r} is longer than {MAX_PREFIX_LENGTH} characters")
+    check("account", c.account == "" or bool(re.fullmatch(r"\d{12}", c.account)),
+          f"{c.account!r} must be empty (environment-agnostic) or a 12-digit AWS account id")
+    check("region", c.region == "" or bool(re.fullmatch(r"[a-z]{2}(-[a-z]+)+-\d", c.region)),
+          f"{c.region!r} must be empty (environment-agnostic) or a region such as eu-west-1")
+    check("target_column", c.target_column.strip() != "" and c.target_column == c.target_column.strip(),
+          "must be a non-empty column name without surrounding spaces")
+    check("task", c.task in ("auto", "classification", "regression"),
+          f"{c.task!r} must be one of auto, classification, regression")
+    check("allowed_extensions", len(c.allowed_extensions) > 0, "must list at least one extension")
+    for ext in c.allowed_extensions:
+        check("allowed_extensions", bool(re.fullmatch(r"\.[a-z0-9]+", ext)),
+              f"{ext!r} must look like '.csv' (lowercase, leading dot)")
+    check("max_upload_bytes", c.max_upload_bytes > 0, "must be a positive number of bytes")
+    for key in ("processing_instance_type", "training_instance_type", "serving_instance_type"):
+        value = getattr(c, key)
+        check(key, bool(_INSTANCE_TYPE.match(value)), f"{value!r} is not a SageMaker instance type (ml.m5.large)")
+    check("max_runtime_seconds", 60 <= c.max_runtime_seconds <= 432000,
+          "must be between 60 and 432000 seconds (SageMaker's processing job limit)")
+    for key, value in c.training_hyperparameters.items():
+        check("training_hyperparameters", isinstance(key, str) and isinstance(value, str),
+              f"{key!r}: keys and values must be strings (SageMaker hyperparameters are strings)")
+        check("training_hyperparameters", key not in RESERVED_HYPERPARAMETERS,
+              f"{key!r} is set from its own config key; remove it here")
+        check("training_hyperparameters", 0 < len(key) <= 256 and len(value) <= 2500,
+              f"{key!r}: SageMaker allows keys up to 256 and values up to 2500 characters")
+    check("gate_classification_metric", c.gate_classification_metric in CLASSIFICATION_METRICS,
+          f"{c.gate_classification_metric!r} must be one of {', '.join(CLASSIFICATION_METRICS)}")
+    check("gate_classification_threshold", 0.0 <= c.gate_classification_threshold <= 1.0,
+          "must be between 0 and 1")
+    check("gate_regression_metric", c.gate_regression_metric in REGRESSION_METRICS,
+          f"{c.gate_regression_metric!r} must be one of {', '.join(REGRESSION_METRICS)}")
+    if c.gate_regression_metric == "r2":
+        check("gate_regression_threshold", c.gate_regression_threshold <= 1.0, "r2 cannot exceed 1")
+    else:
+        check("gate_regression_threshold", c.gate_regression_threshold > 0,
+              f"{c.gate_regression_metric} is an error: the threshold is a positive maximum")
+    check("gate_tolerance", 0.0 <= c.gate_tolerance < 1.0, "must be in [0, 1)")
+    check("serving_min_instances", c.serving_min_instances >= 1, "must be at least 1")
+    if c.stage == "prod":
+        check("serving_min_instances", c.serving_min_instances >= 2,
+              "prod needs at least 2 instances (one per Availability Zone)")
+    check("serving_max_instances", c.serving_max_instances >= c.serving_min_instances,
+          f"must be >= serving_min_instances ({c.serving_min_instances})")
+    check("scaling_target_invocations", c.scaling_target_invocations > 0,
+          "must be a positive number of invocations per instance per minute")
+    check("data_capture_percent", 0 <= c.data_capture_percent <= 100, "must be between 0 and 100")
+    check("api_auth", c.api_auth in ("iam", "api_key"), f"{c.api_auth!r} must be 'iam' or 'api_key'")
+    check("api_throttle_rate_limit", c.api_throttle_rate_limit > 0, "must be positive (requests per second)")
+    check("api_throttle_burst_limit", c.api_throttle_burst_limit > 0, "must be positive")
+    check("drift_threshold", c.drift_threshold > 0, "must be positive")
+    check("retrain_cooldown_seconds", c.retrain_cooldown_seconds >= 0, "must be >= 0")
+    check("monitor_schedule", bool(_SCHEDULE.match(c.monitor_schedule)),
+          f"{c.monitor_schedule!r} must be an EventBridge rate(...) or cron(...) expression")
+    check("metric_namespace", bool(re.fullmatch(r"[A-Za-z0-9._/#:-]{1,255}", c.metric_namespace))
+          and not c.metric_namespace.startswith("AWS/"),
+          f"{c.metric_namespace!r} must be a custom CloudWatch namespace (not AWS/...)")
+    check("alarm_5xx_threshold", c.alarm_5xx_threshold >= 1, "must be at least 1 error")
+    check("alarm_latency_ms", c.alarm_latency_ms >= 1, "must be at least 1 ms")
+    check("alarm_evaluation_periods", 1 <= c.alarm_evaluation_periods <= 10, "must be between 1 and 10")
+    check("notification_email", c.notification_email == "" or bool(_EMAIL.match(c.notification_email)),
+          f"{c.notification_email!r} must be empty or an e-mail address")
+    check("lambda_memory_mb", 128 <= c.lambda_memory_mb <= 10240, "must be between 128 and 10240")
+    check("lambda_timeout_seconds", 3 <= c.lambda_timeout_seconds <= 900, "must be between 3 and 900")
+    check("lambda_reserved_concurrency", c.lambda_reserved_concurrency >= 1,
+          "must be at least 1 (0 would disable the functions)")
+    check("async_retry_attempts", 0 <= c.async_retry_attempts <= 2, "Lambda allows 0, 1 or 2")
+    check("async_max_event_age_seconds", 60 <= c.async_max_event_age_seconds <= 21600,
+          "must be between 60 and 21600 seconds")
+    check("log_retention_days", c.log_retention_days in LOG_RETENTION_DAYS,
+          f"{c.log_retention_days} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
+    check("base_image", bool(re.fullmatch(r"[a-z0-9./_:@-]+", c.base_image)) and c.base_image != "",
+          f"{c.base_image!r} is not an image reference")
+
+
+CONFIG_KEYS = tuple(f.name for f in fields(StageConfig) if f.name != "stage")
+
+
+def _convert(key: str, raw: Any, target: Any, stage: str) -> Any:
+    """Convert a context value (JSON from cdk.json, or a string from ``-c``) to the field's type."""
+    origin = typing.get_origin(target)
+    try:
+        if target is bool:
+            if isinstance(raw, bool):
+                return raw
+            if isinstance(raw, str) and raw.lower() in ("true", "false"):
+                return raw.lower() == "true"
+            raise TypeError("must be true or false")
+        if target is int:
+            if isinstance(raw, bool) or isinstance(raw, float) and not raw.is_integer():
+                raise TypeError("must be an integer")
+            return int(raw)
+        if target is float:
+            if isinstance(raw, bool):
+                raise TypeError("must be a number")
+            return float(raw)
+        if target is str:
+            if raw is None:
+                return ""
+            if not isinstance(raw, str):
+                raise TypeError("must be a string")
+            return raw
+        if origin is tuple:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise TypeError("must be a list of strings or a comma-separated string")
+            return tuple(i.strip() for i in items if i.strip())
+        if origin is Mapping:
+            value = json.loads(raw) if isinstance(raw, str) else raw
+            if not isinstance(value, dict):
+                raise TypeError("must be a JSON object")
+            return MappingProxyType(dict(value))  # frozen all the way down
+    except (TypeError, ValueError) as err:
+        raise ConfigError(key, f"{raw!r}: {err}", stage) from None
+    raise AssertionError(f"no converter for {key}: {target}")  # a new field type needs a converter
+
+
+def load_config(context: Mapping[str, Any]) -> StageConfig:
+    """Build the stage's config from the CDK context (cdk.json context merged with ``-c`` values)."""
+    stage = context.get("stage") or "dev"
+    stages = context.get("stages")
+    if not isinstance(stages, Mapping) or not stages:
+        raise ConfigError("stages", "cdk.json context must define 'stages' (dev, prod, ...)")
+    if stage not in stages:
+        raise ConfigError("stage", f"{stage!r} is not one of the stages in cdk.json: {', '.join(stages)}")
+    defaults = context.get("stage_defaults") or {}
+    for source_name, source in (("stage_defaults", defaults), (f"stages.{stage}", stages[stage])):
+        if not isinstance(source, Mapping):
+            raise ConfigError(source_name, "must be an object")
+        unknown = sorted(set(source) - set(CONFIG_KEYS))
+        if unknown:
+            raise ConfigError(unknown[0], f"unknown key in {source_name}; known keys: {', '.join(CONFIG_KEYS)}",
+                              stage)
+    merged: dict[str, Any] = {**defaults, **stages[stage]}
+    for key in CONFIG_KEYS:
+        if key in context:  # `-c key=value` beats the stage's value
+            merged[key] = context[key]
+    hints = typing.get_type_hints(StageConfig)
+    values: dict[str, Any] = {"stage": stage}
+    for key in CONFIG_KEYS:
+        if key not in merged:
+            raise ConfigError(key, "missing (set it in cdk.json stage_defaults or the stage)", stage)
+        values[key] = _convert(key, merged[key], hints[key], stage)
+    return StageConfig(**values)
+
+
+def as_dict(config: StageConfig) -> dict[str, Any]:
+    """Plain JSON-able view (used in docs and tests)."""
+    out: dict[str, Any] = {}
+    for f in fields(config):
+        value = getattr(config, f.name)
+        out[f.name] = list(value) if isinstance(value, tuple) else dict(value) if isinstance(value, Mapping) else value
+    return out

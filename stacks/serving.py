@@ -1,0 +1,160 @@
+"""Serving: the SageMaker endpoint (provisioned through the deployer, never owned by CloudFormation) and
+the authenticated HTTPS API in front of it."""
+
+from __future__ import annotations
+
+from aws_cdk import CfnOutput, CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import aws_apigateway as apigw
+from aws_cdk import aws_iam as iam
+from aws_cdk import custom_resources as cr
+from constructs import Construct
+
+from stacks.control_plane import ControlPlaneFunction, ControlPlaneProps, Capabilities, log_group
+from stacks.nag import ScopedPolicy, acknowledge, arn, logical_ref
+from stacks.names import VARIANT_NAME
+
+API_STAGE = "v1"
+
+
+class EndpointProvisioner(Construct):
+    """``Custom::SageMakerEndpoint``: on Create/Update the deployer makes sure the endpoint serves the latest
+    approved model (a no-op before the first model); on Delete it removes the endpoint, its configs and models.
+
+    CloudFormation never holds an EndpointConfig, so ``cdk deploy`` cannot roll a newer model back. The
+    properties carry the serving settings so that changing them in config triggers an Update."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ControlPlaneProps,
+                 capabilities: Capabilities) -> None:
+        super().__init__(scope, construct_id)
+        config, names = props.config, props.names
+        self.handler = ControlPlaneFunction(
+            self, "Handler", props=props, short_name="provision", handler="handlers.provision.handler",
+            description="Custom resource: ensure the endpoint serves the latest approved model; delete on stack delete",
+            reserved_concurrency=1, timeout=Duration.minutes(5))
+        capabilities.deploy_models(self.handler.policy)
+
+        framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
+                                  description=f"{names.prefix}: custom-resource provider framework")
+        framework_logs = log_group(self, "FrameworkLogs", name=f"/aws/lambda/{names.function('provision-framework')}",
+                                   config=config, key=props.key)
+        ScopedPolicy(framework_role).allow(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
+                                           resources=[framework_logs.log_group_arn])
+        self.provider = cr.Provider(self, "Provider", on_event_handler=self.handler.function,
+                                    framework_on_event_role=framework_role, log_group=framework_logs,
+                                    provider_function_name=names.function("provision-framework"))
+        acknowledge(framework_role,
+                    f"AwsSolutions-IAM5[Resource::{logical_ref(self.handler.function, 'Arn')}:*]",
+                    "The provider framework may invoke any version of the provision function (CDK-generated).")
+
+        self.endpoint = CustomResource(
+            self, "Endpoint", service_token=self.provider.service_token, resource_type="Custom::SageMakerEndpoint",
+            removal_policy=RemovalPolicy.DESTROY,
+            properties={
+                "EndpointName": names.endpoint,
+                "VariantName": VARIANT_NAME,
+                "ModelPackageGroup": names.model_package_group,
+                "InstanceType": config.serving_instance_type,
+                "MinInstances": str(config.serving_min_instances),
+                "DataCapturePercent": str(config.data_capture_percent),
+            })
+        self.endpoint_name = names.endpoint
+
+
+class InferenceApi(Construct):
+    """REST API ``POST /invocations`` -> SageMaker runtime InvokeEndpoint on this stage's endpoint only."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ControlPlaneProps) -> None:
+        super().__init__(scope, construct_id)
+        config, names = props.config, props.names
+        invoke_role = iam.Role(self, "InvokeRole", assumed_by=iam.ServicePrincipal("apigateway.amazonaws.com"),
+                               description=f"{names.prefix}: API Gateway -> InvokeEndpoint")
+        ScopedPolicy(invoke_role).allow(actions=["sagemaker:InvokeEndpoint"],
+                                        resources=[arn("sagemaker", f"endpoint/{names.endpoint}")])
+
+        access_logs = log_group(self, "AccessLogs", name=f"/aws/apigateway/{names.api}", config=config, key=props.key)
+        self.api = apigw.RestApi(
+            self, "Api", rest_api_name=names.api,
+            description=f"{names.prefix}: authenticated HTTPS front of the SageMaker endpoint",
+            endpoint_types=[apigw.EndpointType.REGIONAL],
+            # The logging role is an account/region-wide setting shared with other stages' APIs: deleting
+            # one stage must not break the others' logging, so it is retained.
+            cloud_watch_role=True, cloud_watch_role_removal_policy=RemovalPolicy.RETAIN,
+            deploy_options=apigw.StageOptions(
+                stage_name=API_STAGE,
+                throttling_rate_limit=config.api_throttle_rate_limit,
+                throttling_burst_limit=config.api_throttle_burst_limit,
+                access_log_destination=apigw.LogGroupLogDestination(access_logs),
+                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
+                    caller=True, http_method=True, ip=True, protocol=True, request_time=True, resource_path=True,
+                    response_length=True, status=True, user=True),
+                logging_level=apigw.MethodLoggingLevel.ERROR, data_trace_enabled=False,
+                metrics_enabled=True, tracing_enabled=True))
+        cloudwatch_role = self.api.node.find_child("CloudWatchRole")
+        acknowledge(cloudwatch_role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+                                     "AmazonAPIGatewayPushToCloudWatchLogs]",
+                    "API Gateway's account-level logging role; AWS's managed policy is the documented one.")
+        acknowledge(self.api.deployment_stage, "AwsSolutions-APIG3",
+                    "WAF is an account/organisation decision with its own cost; the API is authenticated and "
+                    "throttled per stage (and per key in api_key mode).")
+
+        acknowledge(self.api, "AwsSolutions-APIG2",
+                    "Headers are validated here (Content-Type required); the body is CSV or JSON for the model, "
+                    "which the serving container validates and answers with a 4xx JSON reason.")
+        validator = self.api.add_request_validator("Validator", validate_request_parameters=True,
+                                                   validate_request_body=False)
+        integration = apigw.AwsIntegration(
+            service="runtime.sagemaker", path=f"endpoints/{names.endpoint}/invocations",
+            integration_http_method="POST",
+            options=apigw.IntegrationOptions(
+                credentials_role=invoke_role,
+                passthrough_behavior=apigw.PassthroughBehavior.WHEN_NO_MATCH,
+                request_parameters={
+                    "integration.request.header.Content-Type": "method.request.header.Content-Type",
+                    "integration.request.header.Accept": "method.request.header.Accept"},
+                integration_responses=[
+                    apigw.IntegrationResponse(status_code="200", response_parameters={
+                        "method.response.header.Content-Type": "integration.response.header.Content-Type"}),
+                    # The model's own 4xx (InvokeEndpoint's ModelError/ValidationError) stays a client error.
+                    apigw.IntegrationResponse(status_code="400", selection_pattern=r"4\d{2}"),
+                    apigw.IntegrationResponse(status_code="502", selection_pattern=r"5\d{2}"),
+                ]))
+        iam_auth = config.api_auth == "iam"
+        self.method = self.api.root.add_resource("invocations").add_method(
+            "POST", integration,
+            authorization_type=apigw.AuthorizationType.IAM if iam_auth else apigw.AuthorizationType.NONE,
+            api_key_required=not iam_auth,
+            request_validator=validator,
+            request_parameters={"method.request.header.Content-Type": True, "method.request.header.Accept": False},
+            method_responses=[
+                apigw.MethodResponse(status_code="200", response_parameters={"method.response.header.Content-Type": True}),
+                apigw.MethodResponse(status_code="400"), apigw.MethodResponse(status_code="502")])
+        acknowledge(self.method, "AwsSolutions-COG4",
+                    "Callers are AWS principals (SigV4, IAM auth) or holders of an API key; no Cognito user pool.")
+        if not iam_auth:
+            acknowledge(self.method, "AwsSolutions-APIG4",
+                        "api_key mode was chosen in config: every call needs the usage plan's API key.")
+            key = self.api.add_api_key("Key", api_key_name=f"{names.prefix}-client")
+            plan = self.api.add_usage_plan(
+                "UsagePlan", name=f"{names.prefix}-clients",
+                throttle=apigw.ThrottleSettings(rate_limit=config.api_throttle_rate_limit,
+                                                burst_limit=config.api_throttle_burst_limit))
+            plan.add_api_stage(stage=self.api.deployment_stage)
+            plan.add_api_key(key)
+            self.api_key_id = key.key_id
+        self.invoke_url = f"{self.api.url}invocations"
+
+
+class ServingStack(Stack):
+    """Endpoint (via the deployer) + API Gateway."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, props: ControlPlaneProps,
+                 capabilities: Capabilities, **kwargs) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        self.provisioner = EndpointProvisioner(self, "Endpoint", props=props, capabilities=capabilities)
+        self.api = InferenceApi(self, "Api", props=props)
+        CfnOutput(self, "EndpointName", value=self.provisioner.endpoint_name)
+        CfnOutput(self, "InvokeUrl", value=self.api.invoke_url,
+                  description=f"POST here ({props.config.api_auth} auth)")
+        if props.config.api_auth == "api_key":
+            CfnOutput(self, "ApiKeyId", value=self.api.api_key_id,
+                      description="aws apigateway get-api-key --include-value --api-key <id>")

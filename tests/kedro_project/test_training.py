@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.compose import ColumnTransformer
+from sklearn.ensemble import HistGradientBoostingRegressor
+from sklearn.metrics import roc_auc_score
+from sklearn.pipeline import Pipeline
+
+from ml_pipeline.errors import ConfigError
+from ml_pipeline.pipelines.data_processing import nodes as processing
+from ml_pipeline.pipelines.training import nodes
+
+from conftest import SPLIT, TRAINING
+
+
+def test_one_pipeline_with_preprocessing_inside(fitted, processed):
+    model, summary = fitted
+    assert isinstance(model, Pipeline) and isinstance(model.steps[0][1], ColumnTransformer)
+    raw_rows = processed["test"].drop(columns="churn")  # raw features, missing values included
+    assert raw_rows.isna().any().any()
+    proba = model.predict_proba(raw_rows)[:, 1]
+    assert roc_auc_score(processed["test"]["churn"] == "yes", proba) > 0.65
+    assert summary["train_rows"] == len(processed["train"]) and summary["tuning_iterations"] == 0
+
+
+def test_unseen_categories_do_not_break_prediction(fitted, processed):
+    model, _ = fitted
+    rows = processed["test"].drop(columns="churn").iloc[:3].copy()
+    rows["contract"] = "lifetime"
+    assert len(model.predict(rows)) == 3
+
+
+def test_randomised_search_with_k_fold_cv(processed):
+    tuning = {**TRAINING, "tuning_iterations": 2, "cv_folds": 2}
+    model, summary = nodes.train_model(processed["train"].iloc[:400], processed["schema"], tuning, 7)
+    assert summary["cv_folds"] == 2 and summary["scoring"] == "roc_auc"
+    assert set(summary["best_params"]) == {"learning_rate", "max_leaf_nodes"}
+    assert 0.5 < summary["best_score"] <= 1.0
+    assert model.steps[-1][1].max_leaf_nodes == summary["best_params"]["max_leaf_nodes"]
+
+
+def test_regression_target(raw_frame):
+    frame = raw_frame.drop(columns="churn").assign(spend=raw_frame["monthly_charges"].fillna(60) * 3 + 1.5)
+    cleaned = processing.clean_data(frame.drop(columns="monthly_charges"), "spend")
+    schema = processing.infer_schema(cleaned, "spend", "auto")
+    assert schema["task"] == "regression" and schema["classes"] is None
+    train, _, _ = processing.split_data(processing.prepare_model_input(cleaned, schema), SPLIT, 1)
+    model, _ = nodes.train_model(train, schema, TRAINING, 1)
+    assert isinstance(model.steps[-1][1], HistGradientBoostingRegressor)
+    assert np.isfinite(model.predict(train.drop(columns="spend").iloc[:5])).all()
+
+
+def test_unknown_estimator_parameter_is_a_config_error(processed):
+    with pytest.raises(ConfigError, match="unknown estimator parameters"):
+        nodes.train_model(processed["train"], processed["schema"], {**TRAINING, "estimator": {"depth": 3}}, 1)

@@ -1,0 +1,168 @@
+"""handlers.processing_done: validation verdicts (validated → training, or quarantine) and monitor reports."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ..helpers import ARTIFACTS, DATA, P, eventbridge_object_created, job_state_change
+
+PASSED = {"kind": "validation", "passed": True, "rows": 2, "rows_rejected": 0,
+          "drift": {"score": 0.03, "method": "psi/ks", "features": {}}, "failures": [],
+          "reference": "self", "summary": "2 rows, all expectations met"}
+FAILED = {"kind": "validation", "passed": False, "rows": 2, "rows_rejected": 1,
+          "drift": {"score": 0.41, "method": "psi/ks", "features": {}},
+          "failures": [{"column": "age", "expectation": "expect_column_values_to_be_between",
+                        "expected": "0 <= value <= 120", "found": [-4], "unexpected_count": 1}],
+          "reference": "production-model", "summary": "1 of 2 rows has age outside 0..120"}
+
+
+def _trigger(aws, key, body=b"age,plan,churn\n30,a,no\n41,b,yes\n"):
+    from handlers.trigger import handler
+
+    up = aws.upload(key, body)
+    return handler(eventbridge_object_created(key, size=up["size"], etag=up["etag"], version=up["version"]), None)["job"], up
+
+
+def _done(job, status="Completed", failure=None):
+    from handlers.processing_done import handler
+
+    return handler(job_state_change("processing", job, status, failure), None)
+
+
+def _metrics(aws):
+    listed = aws.cloudwatch.list_metrics(Namespace="MLOpsTest")["Metrics"]
+    return {m["MetricName"]: m["Dimensions"] for m in listed}
+
+
+def test_pass_copies_to_validated_records_and_starts_training(aws):
+    job, up = _trigger(aws, "incoming/batch 1.csv")
+    aws.put_report("val", job, PASSED)
+    result = _done(job)
+    assert result["status"] == "validated" and result["training"] == "started"
+    assert aws.keys(DATA, "validated/") == ["validated/batch 1.csv"]
+    assert aws.s3.get_object(Bucket=DATA, Key="validated/batch 1.csv")["Body"].read() == b"age,plan,churn\n30,a,no\n41,b,yes\n"
+    assert aws.keys(DATA, "incoming/") == ["incoming/batch 1.csv"]  # the original stays
+    [train] = aws.training_jobs()
+    assert train.startswith(f"{P}-train-")
+    described = aws.sm.describe_training_job(TrainingJobName=train)
+    assert described["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATA}/validated/"
+    assert described["HyperParameters"]["target_column"] == "churn"
+    assert described["HyperParameters"]["n_estimators"] == "50"
+    inputs = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{train}/inputs.json")["Body"].read())
+    assert [i["uri"] for i in inputs["inputs"]] == [f"s3://{DATA}/validated/batch 1.csv"]
+    assert inputs["inputs"][0]["version"]
+    assert [d["decision"] for d in aws.decisions() if d["decision"] in ("validated", "training_started")] == [
+        "validated", "training_started"]
+    assert _metrics(aws) == {"DataDrift": [{"Name": "Pipeline", "Value": P}],
+                             "RowsRejected": [{"Name": "Pipeline", "Value": P}]}
+
+
+def test_fail_quarantines_file_and_report_keeps_original_and_says_why(aws):
+    job, _ = _trigger(aws, "incoming/bad.csv", b"age,plan,churn\n-4,a,no\n41,b,yes\n")
+    aws.put_report("val", job, FAILED)
+    result = _done(job)
+    assert result["status"] == "quarantined"
+    assert aws.keys(DATA, "quarantine/") == ["quarantine/bad.csv", "quarantine/bad.csv.report.html",
+                                            "quarantine/bad.csv.report.json"]
+    report = json.loads(aws.s3.get_object(Bucket=DATA, Key="quarantine/bad.csv.report.json")["Body"].read())
+    assert report["failures"][0]["column"] == "age"
+    assert aws.keys(DATA, "incoming/") == ["incoming/bad.csv"]
+    assert aws.keys(DATA, "validated/") == [] and aws.training_jobs() == []
+    [record] = aws.decisions("quarantined")
+    assert record["reason"] == FAILED["summary"] and record["details"]["failures"][0]["column"] == "age"
+    [message] = aws.notifications()
+    assert "age outside 0..120" in message["message"] and "original is kept" in message["message"]
+    assert set(_metrics(aws)) == {"DataDrift", "RowsRejected"}
+    stats = aws.cloudwatch.get_metric_statistics(
+        Namespace="MLOpsTest", MetricName="RowsRejected", Dimensions=[{"Name": "Pipeline", "Value": P}],
+        StartTime="2000-01-01", EndTime="2100-01-01", Period=3600, Statistics=["Maximum"])
+    assert stats["Datapoints"][0]["Maximum"] == 1.0
+
+
+def test_failed_job_quarantines_with_the_failure_reason(aws):
+    job, _ = _trigger(aws, "incoming/corrupt.parquet", b"PAR1 not really parquet")
+    result = _done(job, "Failed", "ClientError: cannot read parquet: magic bytes not found")
+    assert result["status"] == "quarantined"
+    report = json.loads(aws.s3.get_object(Bucket=DATA, Key="quarantine/corrupt.parquet.report.json")["Body"].read())
+    assert report["passed"] is False and "magic bytes" in report["summary"]
+    assert "magic bytes" in aws.notifications()[0]["message"]
+
+
+def test_completed_job_without_a_report_is_quarantined_not_trained_on(aws):
+    job, _ = _trigger(aws, "incoming/noreport.csv")
+    assert _done(job)["status"] == "quarantined"
+    [record] = aws.decisions("quarantined")
+    assert "wrote no report" in record["reason"]
+    assert aws.training_jobs() == []
+
+
+def test_duplicate_completion_events_are_handled_once(aws):
+    job, _ = _trigger(aws, "incoming/once.csv")
+    aws.put_report("val", job, PASSED)
+    results = [_done(job)["status"] for _ in range(5)]
+    assert results == ["validated"] + ["duplicate"] * 4
+    assert len(aws.training_jobs()) == 1 and len(aws.decisions("validated")) == 1
+
+
+def test_in_progress_state_changes_are_not_acted_on(aws):
+    job, _ = _trigger(aws, "incoming/busy.csv")
+    assert _done(job, "InProgress")["status"] == "not_terminal"
+    assert aws.decisions("validated") == [] and aws.decisions("quarantined") == []
+
+
+def test_original_deleted_before_the_copy_is_recorded_and_announced(aws):
+    job, up = _trigger(aws, "incoming/deleted.csv")
+    aws.put_report("val", job, PASSED)
+    aws.s3.delete_object(Bucket=DATA, Key=up["key"], VersionId=up["version"])
+    result = _done(job)
+    assert result["status"] == "missing"
+    [record] = aws.decisions("error")
+    assert "no longer exists" in record["reason"]
+    assert "no longer exists" in aws.notifications()[0]["message"]
+    assert aws.training_jobs() == []
+
+
+def test_unknown_validation_job_is_recorded_and_announced(aws):
+    result = _done(f"{P}-val-0123456789abcdef0123")
+    assert result["status"] == "error"
+    assert "unknown" in aws.decisions("error")[0]["reason"]
+    assert aws.notifications()
+
+
+def test_monitor_report_publishes_drift_and_records_it(aws):
+    job = f"{P}-mon-0123456789abcdef0123"
+    aws.put_report("mon", job, {"kind": "monitor", "passed": True, "rows": 500, "rows_rejected": 3,
+                                "drift": {"score": 0.35, "method": "psi/ks", "features": {}}, "failures": [],
+                                "reference": "production-model", "summary": "500 captured rows"})
+    result = _done(job)
+    assert result == {"status": "completed", "drift": 0.35}
+    [record] = aws.decisions("monitor_completed")
+    assert "over the threshold 0.2" in record["reason"]
+    stats = aws.cloudwatch.get_metric_statistics(
+        Namespace="MLOpsTest", MetricName="DataDrift", Dimensions=[{"Name": "Pipeline", "Value": P}],
+        StartTime="2000-01-01", EndTime="2100-01-01", Period=3600, Statistics=["Maximum"])
+    assert stats["Datapoints"][0]["Maximum"] == 0.35
+
+
+def test_monitor_failure_is_recorded_and_announced(aws):
+    result = _done(f"{P}-mon-0123456789abcdef0124", "Failed", "no captured data")
+    assert result["status"] == "failed"
+    assert aws.decisions("monitor_failed") and "no captured data" in aws.notifications()[0]["message"]
+
+
+@pytest.mark.parametrize("event", [
+    {"detail-type": "SageMaker Training Job State Change", "detail": {}},
+    {"detail-type": "SageMaker Processing Job State Change", "detail": {"ProcessingJobName": "x"}},
+    None,
+])
+def test_malformed_events_are_recorded(aws, event):
+    from handlers.processing_done import handler
+
+    assert handler(event, None)["status"] == "malformed"
+    assert aws.decisions("malformed_event") and aws.notifications()
+
+
+def test_job_of_another_pipeline_is_ignored_with_a_record(aws):
+    assert _done("someone-elses-job")["status"] == "ignored"
+    assert aws.decisions("ignored")

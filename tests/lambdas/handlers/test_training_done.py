@@ -1,0 +1,253 @@
+"""handlers.training_done (gate → register → model → config → endpoint) and handlers.endpoint_state
+(verify → record → prune → autoscale, or detect the rollback)."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from ..helpers import ARTIFACTS, KMS, P, SageMakerWithUpdateEndpoint, capture_calls, endpoint_state_change, job_state_change
+
+ENDPOINT = f"{P}-endpoint"
+
+
+@pytest.fixture
+def sm(aws):
+    from mlops_control import clients
+
+    proxy = SageMakerWithUpdateEndpoint(aws.sm)
+    aws.inject_training_metrics(aws.sm)
+    clients.override("sagemaker", proxy)
+    aws.upload("validated/base.csv")
+    return proxy
+
+
+def _train(aws, trigger, metrics=None, failure=None):
+    from mlops_control import settings
+    from mlops_control.ledger import Ledger
+    from mlops_control.training import request_training
+
+    s = settings.load()
+    job = request_training(s, Ledger(s.ledger_table), trigger, trigger).job
+    if metrics is not None:
+        aws.training_metrics[job] = metrics
+    if failure:
+        aws.training_metrics[("failed", job)] = failure
+    return job
+
+
+def _done(job, status="Completed"):
+    from handlers.training_done import handler
+
+    return handler(job_state_change("training", job, status), None)
+
+
+def _endpoint_event(status="IN_SERVICE"):
+    from handlers.endpoint_state import handler
+
+    return handler(endpoint_state_change(ENDPOINT, status), None)
+
+
+def _deploy_first(aws, sm, roc_auc=0.80):
+    job = _train(aws, "file:first", {"roc_auc": roc_auc, "accuracy": 0.75})
+    result = _done(job)
+    assert result["status"] == "deploy_requested" and result["action"] == "create_endpoint"
+    assert _endpoint_event()["status"] == "deployed"
+    return job
+
+
+def test_first_model_needs_only_the_threshold_and_creates_the_endpoint(aws, sm):
+    create_model_calls = capture_calls(aws.sm, "CreateModel")
+    job = _train(aws, "file:first", {"roc_auc": 0.71})
+    result = _done(job)
+    assert result["status"] == "deploy_requested"
+    [passed] = aws.decisions("gate_passed")
+    assert "first model" in passed["reason"]
+    suffix = job[len(f"{P}-train-"):]
+    model = aws.sm.describe_model(ModelName=f"{P}-model-{suffix}")
+    [create_model] = create_model_calls  # moto does not keep EnableNetworkIsolation: check the request
+    assert create_model["EnableNetworkIsolation"] is True and create_model["ModelName"] == f"{P}-model-{suffix}"
+    assert model["PrimaryContainer"]["ModelDataUrl"] == f"s3://{ARTIFACTS}/models/{job}/output/model.tar.gz"
+    config = aws.sm.describe_endpoint_config(EndpointConfigName=f"{P}-cfg-{suffix}")
+    assert config["KmsKeyId"] == KMS
+    capture = config["DataCaptureConfig"]
+    assert capture["DestinationS3Uri"] == f"s3://{ARTIFACTS}/datacapture/" and capture["KmsKeyId"] == KMS
+    assert capture["InitialSamplingPercentage"] == 50
+    assert config["ProductionVariants"][0]["VariantName"] == "AllTraffic"
+    assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == f"{P}-cfg-{suffix}"
+    # Registered with lineage in the group, which the deployer created because it was missing.
+    [package] = aws.sm.list_model_packages(ModelPackageGroupName=f"{P}-models")["ModelPackageSummaryList"]
+    described = aws.sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])
+    assert described["ModelApprovalStatus"] == "Approved"
+    props = described["CustomerMetadataProperties"]
+    assert props["training_job"] == job and props["test_roc_auc"] == "0.71" and props["inputs"] == "1"
+    lineage = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{job}/lineage.json")["Body"].read())
+    assert lineage["inputs"][0]["uri"].endswith("validated/base.csv") and lineage["inputs"][0]["version"]
+    assert lineage["hyperparameters"]["target_column"] == "churn" and lineage["image"].endswith(f"{P}:latest")
+    # Verified on the endpoint's state change: production recorded, autoscaling registered.
+    assert _endpoint_event()["status"] == "deployed"
+    production = aws.state("production")
+    assert production["training_job"] == job and production["metrics"] == {"roc_auc": 0.71}
+    import boto3
+
+    aas = boto3.client("application-autoscaling", region_name="us-east-1")
+    [target] = aas.describe_scalable_targets(ServiceNamespace="sagemaker")["ScalableTargets"]
+    assert target["ResourceId"] == f"endpoint/{ENDPOINT}/variant/AllTraffic"
+    assert (target["MinCapacity"], target["MaxCapacity"]) == (1, 3)
+    [policy] = aas.describe_scaling_policies(ServiceNamespace="sagemaker")["ScalingPolicies"]
+    config = policy["TargetTrackingScalingPolicyConfiguration"]
+    assert config["TargetValue"] == 200.0
+    assert config["PredefinedMetricSpecification"]["PredefinedMetricType"] == "SageMakerVariantInvocationsPerInstance"
+    assert any("New model serving" in m["subject"] for m in aws.notifications())
+
+
+def test_first_model_below_the_threshold_is_not_deployed(aws, sm):
+    job = _train(aws, "file:weak", {"roc_auc": 0.60})
+    result = _done(job)
+    assert result["status"] == "gated_out"
+    [record] = aws.decisions("gated_out")
+    assert "misses the threshold" in record["reason"] and record["details"]["value"] == 0.60
+    assert aws.sm.list_endpoints()["Endpoints"] == [] and "Model not deployed" in aws.notifications()[0]["subject"]
+
+
+def test_better_model_deploys_blue_green_with_rollback_alarms_and_prunes_the_old_one(aws, sm):
+    first = _deploy_first(aws, sm)
+    second = _train(aws, "file:second", {"roc_auc": 0.85})
+    result = _done(second)
+    assert result["status"] == "deploy_requested" and result["action"] == "update_endpoint"
+    [update] = sm.updates
+    assert update["EndpointConfigName"] == f"{P}-cfg-{second[len(P) + 7:]}"
+    policy = update["DeploymentConfig"]["BlueGreenUpdatePolicy"]
+    assert policy["TrafficRoutingConfiguration"]["Type"] == "ALL_AT_ONCE"
+    assert update["DeploymentConfig"]["AutoRollbackConfiguration"]["Alarms"] == [
+        {"AlarmName": f"{P}-5xx"}, {"AlarmName": f"{P}-latency"}]
+    assert _endpoint_event("UPDATING")["status"] == "waiting"
+    sm.settle(ENDPOINT)
+    verified = _endpoint_event()
+    assert verified["status"] == "deployed"
+    old = first[len(P) + 7:]
+    assert set(verified["pruned"]) == {f"{P}-cfg-{old}", f"{P}-model-{old}"}
+    assert [c["EndpointConfigName"] for c in aws.sm.list_endpoint_configs()["EndpointConfigs"]] == [update["EndpointConfigName"]]
+    assert aws.state("production")["training_job"] == second
+
+
+def test_worse_model_beyond_tolerance_is_gated_out_with_its_reason(aws, sm):
+    _deploy_first(aws, sm, roc_auc=0.80)
+    worse = _train(aws, "file:worse", {"roc_auc": 0.78})
+    assert _done(worse)["status"] == "gated_out"
+    [record] = aws.decisions("gated_out")
+    assert "worse than production (0.8000) beyond the tolerance 0.01" in record["reason"]
+    assert sm.updates == []
+
+
+def test_slightly_worse_model_within_tolerance_deploys(aws, sm):
+    _deploy_first(aws, sm, roc_auc=0.80)
+    close = _train(aws, "file:close", {"roc_auc": 0.795})
+    assert _done(close)["status"] == "deploy_requested"
+
+
+def test_rolled_back_update_is_detected_announced_and_nothing_is_pruned(aws, sm):
+    first = _deploy_first(aws, sm)
+    second = _train(aws, "file:second", {"roc_auc": 0.9})
+    _done(second)
+    configs_before = sorted(c["EndpointConfigName"] for c in aws.sm.list_endpoint_configs()["EndpointConfigs"])
+    models_before = sorted(m["ModelName"] for m in aws.sm.list_models()["Models"])
+    sm.settle(ENDPOINT, rolled_back=True)  # describe shows the old config again
+    result = _endpoint_event()
+    assert result["status"] == "rolled_back"
+    assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"] == f"{P}-cfg-{first[len(P) + 7:]}"
+    [record] = aws.decisions("rolled_back")
+    assert "rolled back" in record["reason"] and record["job"] == second
+    assert any("rolled back" in m["subject"] for m in aws.notifications())
+    assert sorted(c["EndpointConfigName"] for c in aws.sm.list_endpoint_configs()["EndpointConfigs"]) == configs_before
+    assert sorted(m["ModelName"] for m in aws.sm.list_models()["Models"]) == models_before
+    assert aws.state("production")["training_job"] == first  # the old model is still production
+    package = record["model"]
+    assert aws.sm.describe_model_package(ModelPackageName=package)["ModelApprovalStatus"] == "Rejected"
+    assert _endpoint_event()["status"] == "nothing_in_flight"  # a repeated event changes nothing
+
+
+def test_model_finished_during_an_update_waits_and_deploys_after_it(aws, sm):
+    _deploy_first(aws, sm)
+    second = _train(aws, "file:second", {"roc_auc": 0.85})
+    _done(second)
+    third = _train(aws, "file:third", {"roc_auc": 0.86})
+    assert _done(third)["status"] == "deferred"
+    sm.settle(ENDPOINT)
+    result = _endpoint_event()
+    assert result["status"] == "deployed" and result["pending"]["status"] == "deploy_requested"
+    assert sm.updates[-1]["EndpointConfigName"].endswith(third[len(P) + 7:])
+
+
+def test_failed_training_is_recorded_announced_and_starts_the_follow_up(aws, sm):
+    from mlops_control import settings
+    from mlops_control.ledger import Ledger
+    from mlops_control.training import request_training
+
+    job = _train(aws, "file:a", failure="AlgorithmError: target column 'churn' not found")
+    s = settings.load()
+    request_training(s, Ledger(s.ledger_table), "file:b", "b")
+    result = _done(job, "Failed")
+    assert result["status"] == "training_failed" and result["follow_up"]
+    [record] = aws.decisions("training_failed")
+    assert "target column 'churn' not found" in record["reason"]
+    assert "not found" in aws.notifications()[0]["message"]
+    assert len(aws.training_jobs()) == 2
+
+
+def test_duplicate_training_completion_deploys_once(aws, sm):
+    job = _train(aws, "file:first", {"roc_auc": 0.8})
+    assert [_done(job)["status"] for _ in range(3)] == ["deploy_requested", "duplicate", "duplicate"]
+    assert len(aws.sm.list_model_packages(ModelPackageGroupName=f"{P}-models")["ModelPackageSummaryList"]) == 1
+
+
+def test_missing_metric_gates_out_with_a_reason(aws, sm):
+    job = _train(aws, "file:nometric", {"accuracy": 0.9})
+    assert _done(job)["status"] == "gated_out"
+    assert "no test:roc_auc metric" in aws.decisions("gated_out")[0]["reason"]
+
+
+def test_throttled_deploy_is_recorded_raised_and_the_retry_deploys(aws, sm):
+    from botocore.exceptions import ClientError
+
+    job = _train(aws, "file:first", {"roc_auc": 0.8})
+    calls = {"n": 0}
+    real_create = aws.sm.create_endpoint_config
+
+    def flaky(**kwargs):
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "CreateEndpointConfig")
+        return real_create(**kwargs)
+
+    sm.create_endpoint_config = flaky  # instance attribute shadows the proxied method
+    with pytest.raises(ClientError):
+        _done(job)
+    assert "ThrottlingException" in aws.decisions("error")[0]["reason"]
+    assert aws.state("endpoint").get("inflight_config") is None  # slot released
+    assert _done(job)["status"] == "deploy_requested"
+
+
+def test_failed_endpoint_is_deleted_and_the_waiting_model_creates_it_again(aws, sm):
+    from moto.sagemaker.models import sagemaker_backends
+
+    first = _train(aws, "file:first", {"roc_auc": 0.8})
+    _done(first)
+    endpoint = sagemaker_backends["123456789012"]["us-east-1"].endpoints[ENDPOINT]
+    endpoint.endpoint_status, endpoint.failure_reason = "Failed", "ping health check failed"
+    assert _endpoint_event("FAILED")["status"] == "deploy_failed"
+    [failed] = aws.decisions("deploy_failed")
+    assert "ping health check failed" in failed["reason"]
+    second = _train(aws, "file:second", {"roc_auc": 0.81})
+    from mlops_control import settings
+    from mlops_control.ledger import Ledger
+    from mlops_control.training import finish_training
+
+    s = settings.load()
+    finish_training(s, Ledger(s.ledger_table), first)
+    assert _done(second)["status"] == "deferred"
+    assert aws.sm.list_endpoints()["Endpoints"] == []  # the Failed endpoint was deleted
+    # moto deletes at once, so DescribeEndpoint already says it is gone when the Deleting event arrives.
+    result = _endpoint_event("DELETING")
+    assert result["status"] == "nothing_in_flight" and result["pending"]["status"] == "deploy_requested"
+    assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"].endswith(second[len(P) + 7:])

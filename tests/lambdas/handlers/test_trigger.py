@@ -1,0 +1,214 @@
+"""handlers.trigger: S3 Object Created → checks, de-duplication, the validation job."""
+from __future__ import annotations
+
+import threading
+
+import boto3
+import pytest
+from botocore.stub import Stubber
+
+from ..helpers import DATA, P, REGION, AtomicDynamoDB, eventbridge_object_created, s3_notification
+
+
+def _handler():
+    from handlers.trigger import handler
+
+    return handler
+
+
+def test_upload_starts_one_validation_job_with_the_contract_shape(aws):
+    up = aws.upload("incoming/churn.csv")
+    result = _handler()(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"]), None)
+    assert result["status"] == "started"
+    [job] = aws.processing_jobs()
+    assert job == result["job"] and job.startswith(f"{P}-val-") and len(job) <= 63
+    described = aws.sm.describe_processing_job(ProcessingJobName=job)
+    assert described["AppSpecification"]["ContainerEntrypoint"] == ["validate"]
+    inputs = {i["InputName"]: i["S3Input"] for i in described["ProcessingInputs"]}
+    assert inputs["data"]["S3Uri"] == f"s3://{DATA}/incoming/churn.csv"
+    assert inputs["data"]["LocalPath"] == "/opt/ml/processing/input/data"
+    assert "model" not in inputs  # no production model yet
+    [started] = aws.decisions("validation_started")
+    assert started["file"] == f"s3://{DATA}/incoming/churn.csv" and started["job"] == job
+
+
+def test_hundred_deliveries_of_the_same_event_start_exactly_one_job(aws):
+    up = aws.upload("incoming/burst.csv")
+    event = eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"])
+    results = [_handler()(event, None) for _ in range(100)]
+    assert [r["status"] for r in results].count("started") == 1
+    assert [r["status"] for r in results].count("duplicate") == 99
+    assert len(aws.processing_jobs()) == 1
+    assert len(aws.decisions("validation_started")) == 1
+    assert len(aws.decisions("duplicate_skipped")) == 99
+
+
+def test_concurrent_deliveries_start_one_job_and_the_rest_retry_or_skip(aws):
+    """Threads race on the ledger's conditional write: one wins; a loser that finds the winner still at work
+    raises Busy (Lambda retries it), which on redelivery becomes a duplicate."""
+    from mlops_control import clients
+    from mlops_control.runtime import Busy
+
+    clients.override("dynamodb", AtomicDynamoDB(aws.ddb))
+    up = aws.upload("incoming/race.csv")
+    event = eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"])
+    handler = _handler()
+    outcomes: list[str] = []
+
+    def deliver():
+        try:
+            outcomes.append(handler(event, None)["status"])
+        except Busy:
+            outcomes.append("busy")
+
+    threads = [threading.Thread(target=deliver) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert outcomes.count("started") == 1
+    assert len(aws.processing_jobs()) == 1
+    assert handler(event, None)["status"] == "duplicate"  # the retry of a busy delivery
+
+
+def test_new_version_of_the_same_key_is_a_new_file(aws):
+    first = aws.upload("incoming/data.csv", b"a,b\n1,2\n")
+    second = aws.upload("incoming/data.csv", b"a,b\n3,4\n")
+    for up in (first, second):
+        _handler()(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"]), None)
+    assert len(aws.processing_jobs()) == 2
+
+
+@pytest.mark.parametrize("key, encoded", [
+    ("incoming/my data file.csv", "incoming/my+data+file.csv"),
+    ("incoming/a+b=c.csv", "incoming/a%2Bb%3Dc.csv"),
+    ("incoming/données/été 2026 ünïcode.csv", "incoming/donn%C3%A9es/%C3%A9t%C3%A9+2026+%C3%BCn%C3%AFcode.csv"),
+])
+def test_s3_notification_keys_are_url_decoded(aws, key, encoded):
+    up = aws.upload(key)
+    result = _handler()(s3_notification(encoded, size=up["size"], etag=up["etag"], version=up["version"]), None)
+    assert result["status"] == "started"
+    [job] = aws.processing_jobs()
+    data = aws.sm.describe_processing_job(ProcessingJobName=job)["ProcessingInputs"][0]["S3Input"]["S3Uri"]
+    assert data == f"s3://{DATA}/{key}"
+
+
+def test_eventbridge_key_with_a_literal_plus_falls_back_to_the_raw_key(aws):
+    """If a key arrives unencoded ('+' meaning '+'), decoding would turn it into a space; the trigger asks S3
+    which reading exists instead of guessing."""
+    up = aws.upload("incoming/c++ results.csv")
+    result = _handler()(eventbridge_object_created("ignored", encoded_key="incoming/c++ results.csv",
+                                                   size=up["size"], version=up["version"]), None)
+    assert result["status"] == "started"
+    [started] = aws.decisions("validation_started")
+    assert started["file"] == f"s3://{DATA}/incoming/c++ results.csv"
+
+
+@pytest.mark.parametrize("key", ["validated/churn.csv", "quarantine/churn.csv", "quarantine/churn.csv.report.json"])
+def test_keys_the_system_writes_start_nothing(aws, key):
+    aws.upload(key)
+    result = _handler()(eventbridge_object_created(key), None)
+    assert result["status"] == "ignored"
+    assert aws.processing_jobs() == []
+    assert aws.decisions() == []  # the pipeline's own writes leave no noise in the ledger
+    assert aws.notifications() == []
+
+
+def test_key_outside_incoming_is_ignored_with_a_record(aws):
+    aws.upload("elsewhere/churn.csv")
+    assert _handler()(eventbridge_object_created("elsewhere/churn.csv"), None)["status"] == "ignored"
+    assert aws.processing_jobs() == []
+    [record] = aws.decisions("ignored")
+    assert "incoming/" in record["reason"]
+
+
+@pytest.mark.parametrize("key, size, why", [
+    ("incoming/notes.txt", 10, "extension '.txt'"),
+    ("incoming/README", 10, "extension '(none)'"),
+    ("incoming/empty.csv", 0, "empty (0 bytes)"),
+    ("incoming/huge.parquet", 1_000_001, "over the limit of 1000000 bytes"),
+])
+def test_rejections_are_recorded_and_announced_once(aws, key, size, why):
+    aws.upload(key, b"x" * min(size, 10))
+    event = eventbridge_object_created(key, size=size)
+    for _ in range(3):  # redeliveries of a bad file do not repeat the message
+        _handler()(event, None)
+    assert aws.processing_jobs() == []
+    [rejected] = aws.decisions("rejected")
+    assert why in rejected["reason"]
+    [message] = aws.notifications()
+    assert why in message["message"] and "left where it is" in message["message"]
+    assert aws.keys(DATA, key) == [key]  # never deleted
+
+
+def test_extension_check_ignores_case(aws):
+    up = aws.upload("incoming/UPPER.CSV")
+    assert _handler()(eventbridge_object_created(up["key"], size=up["size"], version=up["version"]), None)["status"] == "started"
+
+
+def test_object_missing_by_the_time_the_event_arrives_is_recorded_and_announced(aws):
+    result = _handler()(eventbridge_object_created("incoming/gone.csv", size=None, version=None), None)
+    assert result["status"] == "rejected"
+    [rejected] = aws.decisions("rejected")
+    assert "no longer exists" in rejected["reason"]
+    assert "no longer exists" in aws.notifications()[0]["message"]
+
+
+@pytest.mark.parametrize("event", [
+    {},
+    {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": DATA}}},
+    {"Records": []},
+    {"Records": [{"eventName": "ObjectRemoved:Delete", "s3": {}}]},
+    {"source": "aws.s3", "detail-type": "Object Created", "detail": {"bucket": {"name": DATA},
+                                                                       "object": {"key": "incoming/x.csv", "size": "big"}}},
+    "not even an object",
+])
+def test_malformed_events_are_recorded_and_announced_never_crash(aws, event):
+    result = _handler()(event, None)
+    assert result["status"] == "malformed"
+    [record] = aws.decisions("malformed_event")
+    assert record["pk"] == "event#trigger" and record["reason"].startswith("malformed event:")
+    assert "malformed event" in aws.notifications()[0]["message"]
+
+
+def test_throttled_sagemaker_is_recorded_announced_and_raised_for_the_dlq_then_retry_succeeds(aws):
+    from botocore.exceptions import ClientError
+    from mlops_control import clients
+
+    up = aws.upload("incoming/throttled.csv")
+    event = eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"])
+    throttled = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(throttled)
+    stubber.add_client_error("create_processing_job", service_error_code="ThrottlingException",
+                             service_message="Rate exceeded", http_status_code=400)
+    clients.override("sagemaker", throttled)
+    with stubber, pytest.raises(ClientError, match="Rate exceeded"):
+        _handler()(event, None)
+    [error] = aws.decisions("error")
+    assert "ThrottlingException" in error["reason"] and error["pk"] == "event#trigger"
+    assert any("kept for retry/DLQ" in (m["subject"] or "") for m in aws.notifications())
+    # Lambda's retry of the same event takes over the released claim and starts the job.
+    clients.reset()
+    assert _handler()(event, None)["status"] == "started"
+    assert len(aws.processing_jobs()) == 1
+
+
+def test_duplicate_job_name_rejected_by_real_sagemaker_counts_as_started(aws):
+    """Real SageMaker answers a second CreateProcessingJob with the same name with ResourceInUse (moto
+    overwrites silently); a redelivery after a lost claim must treat that as 'already started'."""
+    from mlops_control import clients
+
+    up = aws.upload("incoming/dup.csv")
+    event = eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"])
+    real = boto3.client("sagemaker", region_name=REGION)
+    stubber = Stubber(real)
+    stubber.add_client_error("create_processing_job", service_error_code="ResourceInUse",
+                             service_message="Job name must be unique within an AWS account and region, and a job "
+                                             "with this name already exists", http_status_code=400)
+    clients.override("sagemaker", real)
+    with stubber:
+        result = _handler()(event, None)
+    stubber.assert_no_pending_responses()
+    assert result["status"] == "started"
+    [record] = aws.decisions("validation_already_started")
+    assert "already exists" in record["reason"]

@@ -1,0 +1,153 @@
+"""mlops_control.training: one run at a time, uploads during a run coalesce into exactly one follow-up."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from ..helpers import DATA, P, AtomicDynamoDB
+
+
+@pytest.fixture
+def control(aws):
+    from mlops_control import clients, settings
+    from mlops_control.ledger import Ledger
+
+    clients.override("dynamodb", AtomicDynamoDB(aws.ddb))
+    aws.upload("validated/base.csv")
+    return settings.load(), Ledger(settings.load().ledger_table)
+
+
+def test_first_request_starts_a_run(aws, control):
+    from mlops_control.training import request_training
+
+    s, ledger = control
+    request = request_training(s, ledger, "file:a", "new data a")
+    assert request.outcome == "started" and aws.training_jobs() == [request.job]
+    assert aws.state("training")["running_job"] == request.job
+
+
+def test_two_hundred_uploads_during_one_run_make_exactly_one_follow_up(aws, control):
+    from mlops_control.training import finish_training, request_training
+
+    s, ledger = control
+    first = request_training(s, ledger, "file:first", "first data")
+    outcomes = [request_training(s, ledger, f"file:upload-{i}", f"upload {i}").outcome for i in range(200)]
+    assert set(outcomes) == {"coalesced"} and len(aws.training_jobs()) == 1
+    assert aws.state("training")["pending_count"] == 200
+    follow_up = finish_training(s, ledger, first.job)
+    assert follow_up and follow_up != first.job
+    assert sorted(aws.training_jobs()) == sorted([first.job, follow_up])
+    assert aws.state("training")["pending"] is False
+    assert finish_training(s, ledger, follow_up) is None  # nothing arrived during the follow-up
+    assert len(aws.training_jobs()) == 2 and "running_job" not in aws.state("training")
+    [started] = [d for d in aws.decisions("training_started") if d["job"] == follow_up]
+    assert "200 request(s)" in started["reason"]
+
+
+def test_concurrent_requests_and_completion_interleave_into_one_follow_up(aws, control):
+    """Requests race each other and the completion of the running job: whatever the interleaving, the
+    result is one follow-up run (or, if all requests landed after the completion, one fresh run)."""
+    from mlops_control.training import finish_training, request_training
+
+    s, ledger = control
+    first = request_training(s, ledger, "file:first", "first data")
+    barrier = threading.Barrier(41)
+    outcomes: list[str] = []
+    errors: list[BaseException] = []
+
+    def request(i: int):
+        barrier.wait()
+        try:
+            outcomes.append(request_training(s, ledger, f"file:c{i}", f"upload {i}").outcome)
+        except BaseException as exc:  # noqa: BLE001
+            errors.append(exc)
+
+    def finish():
+        barrier.wait()
+        finish_training(s, ledger, first.job)
+
+    threads = [threading.Thread(target=request, args=(i,)) for i in range(40)] + [threading.Thread(target=finish)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+    assert len(aws.training_jobs()) == 2  # the first run + exactly one more
+    state = aws.state("training")
+    assert state["running_job"] != first.job
+    # Whatever was still pending after the hand-over belongs to the new run's own follow-up, once.
+    second = state["running_job"]
+    follow = finish_training(s, ledger, second)
+    assert len(aws.training_jobs()) == (3 if follow else 2)
+
+
+def test_completion_of_a_job_that_is_not_running_changes_nothing(aws, control):
+    from mlops_control.training import finish_training, request_training
+
+    s, ledger = control
+    first = request_training(s, ledger, "file:a", "a")
+    request_training(s, ledger, "file:b", "b")
+    assert finish_training(s, ledger, f"{P}-train-00000000000000000000") is None
+    assert aws.state("training")["running_job"] == first.job and aws.state("training")["pending"] is True
+
+
+def test_failed_start_frees_the_slot_and_the_retry_starts_the_run(aws, control):
+    import boto3
+    from botocore.stub import Stubber
+    from mlops_control import clients
+    from mlops_control.training import request_training
+
+    s, ledger = control
+    throttled = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(throttled)
+    stubber.add_client_error("create_training_job", "ThrottlingException", "Rate exceeded")
+    clients.override("sagemaker", throttled)
+    with stubber, pytest.raises(Exception, match="Rate exceeded"):
+        request_training(s, ledger, "file:a", "a")
+    assert "running_job" not in (aws.state("training") or {})
+    clients._overrides.pop("sagemaker")
+    assert request_training(s, ledger, "file:a", "a").outcome == "started"
+
+
+def test_duplicate_training_name_rejected_by_sagemaker_is_treated_as_started(aws, control):
+    import boto3
+    from botocore.stub import Stubber
+    from mlops_control import clients
+    from mlops_control.training import request_training
+
+    s, ledger = control
+    real = boto3.client("sagemaker", region_name="us-east-1")
+    stubber = Stubber(real)
+    stubber.add_client_error("create_training_job", "ResourceInUse",
+                             "Training job names must be unique within an AWS account and region, and a training job "
+                             "with this name already exists")
+    clients.override("sagemaker", real)
+    with stubber:
+        assert request_training(s, ledger, "file:a", "a").outcome == "started"
+    assert aws.decisions("training_already_started")
+
+
+def test_a_stale_run_that_lost_its_completion_event_does_not_block_forever(aws, control):
+    import time
+
+    from mlops_control.training import request_training
+
+    s, ledger = control
+    old = request_training(s, ledger, "file:old", "old", now=time.time() - s.max_runtime_seconds - 7200)
+    fresh = request_training(s, ledger, "file:new", "new")
+    assert fresh.outcome == "started" and fresh.job != old.job
+
+
+def test_training_request_shape_follows_the_contract(env):
+    from mlops_control import jobs, settings
+
+    s = settings.load()
+    request = jobs.training_request(s, f"{P}-train-abc")
+    regexes = {m["Name"]: m["Regex"] for m in request["AlgorithmSpecification"]["MetricDefinitions"]}
+    assert regexes["test:roc_auc"] == "test:roc_auc=([-+0-9.eE]+)"
+    assert set(regexes) == {f"test:{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")}
+    assert request["InputDataConfig"][0]["ChannelName"] == "train"
+    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATA}/validated/"
+    assert set(request["HyperParameters"]) >= {"target_column", "task", "tuning_iterations", "cv_folds", "seed"}
+    assert all(isinstance(v, str) for v in request["HyperParameters"].values())

@@ -1,0 +1,129 @@
+"""One embedded stack per test session, run as `python -m local up` in a subprocess.
+
+A subprocess (not in-process) because the stack patches moto's SageMaker backend and runs moto's
+server on global backends; the unit tests of lambda/ use moto's in-process mocks in this same pytest
+process and must see unpatched, reset backends.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import ssl
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import boto3
+import pytest
+from botocore.config import Config
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class RunningStack:
+    def __init__(self, state_dir: Path):
+        self.state_dir = state_dir
+        self.state = json.loads((state_dir / "state.json").read_text())
+        self.outputs = json.loads((state_dir / "outputs.json").read_text())
+        self.aws_url = self.state["aws_url"]
+        self.runtime_url = self.state["runtime_url"]
+        self.ca = self.state["ca_bundle"]
+        self.region = self.state["region"]
+        self.env = self.state["functions"]["handlers.trigger.handler"]["environment"]
+
+    def output(self, key):
+        for values in self.outputs.values():
+            if key in values:
+                return values[key]
+        raise KeyError(key)
+
+    def client(self, service):
+        session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                        region_name=self.region)
+        return session.client(service, endpoint_url=self.aws_url, config=Config(retries={"max_attempts": 3}))
+
+    def runtime(self):
+        session = boto3.session.Session(aws_access_key_id="local", aws_secret_access_key="local",
+                                        region_name=self.region)
+        return session.client("sagemaker-runtime", endpoint_url=self.runtime_url, verify=self.ca,
+                              config=Config(retries={"max_attempts": 1}, read_timeout=60))
+
+    def control(self, method, path, body=None, timeout=300):
+        ctx = ssl.create_default_context(cafile=self.ca)
+        data = json.dumps(body or {}).encode() if method == "POST" else None
+        req = urllib.request.Request(f"{self.runtime_url}/_local/{path}", data=data, method=method,
+                                     headers={"X-Local-Token": self.state["control_token"]})
+        with urllib.request.urlopen(req, context=ctx, timeout=timeout) as resp:
+            return json.loads(resp.read())
+
+    def ledger(self):
+        env = {**os.environ, "AWS_ENDPOINT_URL": self.aws_url, "AWS_ACCESS_KEY_ID": "local",
+               "AWS_SECRET_ACCESS_KEY": "local", "AWS_DEFAULT_REGION": self.region,
+               "LEDGER_TABLE": self.env["LEDGER_TABLE"], "PYTHONPATH": str(REPO / "lambda")}
+        env.pop("AWS_PROFILE", None)
+        out = subprocess.run([sys.executable, "-m", "mlops_control.status", "--json"], env=env,
+                             capture_output=True, text=True, check=True).stdout
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    def wait_for(self, what, check, timeout=240.0, interval=0.5):
+        deadline = time.time() + timeout
+        last = None
+        while time.time() < deadline:
+            last = check()
+            if last:
+                return last
+            time.sleep(interval)
+        raise AssertionError(f"timed out after {timeout:.0f} s waiting for {what}; logs: {self.state_dir / 'logs'}")
+
+    def live_config(self):
+        try:
+            endpoint = self.client("sagemaker").describe_endpoint(EndpointName=self.output("EndpointName"))
+        except Exception:
+            return None
+        return endpoint["EndpointConfigName"] if endpoint["EndpointStatus"] == "InService" else None
+
+
+def generate(path: Path, rows: int, seed: int, target: str, drift: bool = False) -> Path:
+    cmd = [sys.executable, "-m", "ml_pipeline.sample_data", "--rows", str(rows), "--seed", str(seed),
+           "--target", target, "--out", str(path)]
+    if drift:
+        cmd.append("--drift")
+    subprocess.run(cmd, check=True, capture_output=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample():
+    """The project's sample-data generator (ml_pipeline.sample_data), as a function."""
+    return generate
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    state_dir = tmp_path_factory.mktemp("embedded")
+    log = (state_dir / "up.log").open("w")
+    env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_HEALTH_TIMEOUT": "60",
+           # Alarms are evaluated only on the test's explicit ticks, so each transition is observed.
+           "LOCAL_ALARM_INTERVAL": "86400"}
+    proc = subprocess.Popen([sys.executable, "-m", "local", "--state-dir", str(state_dir), "-v", "up",
+                             "--cdk-out", str(state_dir / "cdk.out"), "-c", "stage=dev"],
+                            cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.time() + 300
+    while not (state_dir / "ready").exists():
+        if proc.poll() is not None or time.time() > deadline:
+            proc.kill()
+            pytest.fail(f"the embedded stack did not start:\n{(state_dir / 'up.log').read_text()[-4000:]}")
+        time.sleep(0.5)
+    try:
+        yield RunningStack(state_dir)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -1,0 +1,119 @@
+"""End to end through the embedded stack: the synthesized app, the real handlers, the container entrypoints.
+
+Ordered: the first test produces the production model the later ones rely on.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import pytest
+
+pytestmark = pytest.mark.e2e
+
+
+def _features_and_labels(path, target):
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    features = [c for c in rows[0] if c != target]
+    body = io.StringIO()
+    writer = csv.writer(body)
+    writer.writerow(features)
+    for row in rows:
+        writer.writerow([row[c] for c in features])
+    return body.getvalue().encode(), [row[target] for row in rows]
+
+
+def _predict(stack, body):
+    response = stack.runtime().invoke_endpoint(EndpointName=stack.output("EndpointName"), ContentType="text/csv",
+                                               Accept="text/csv", Body=body)
+    lines = response["Body"].read().decode().strip().splitlines()
+    if lines and not lines[0].replace(".", "", 1).replace("-", "", 1).isdigit() and lines[0] in ("prediction", "label"):
+        lines = lines[1:]
+    return [line.split(",")[0].strip() for line in lines]
+
+
+@pytest.fixture(scope="module")
+def first_model(stack, sample, tmp_path_factory):
+    work = tmp_path_factory.mktemp("data")
+    target = stack.env["TARGET_COLUMN"]
+    data = sample(work / "churn.csv", 2000, seed=7, target=target)
+    stack.client("s3").upload_file(str(data), stack.output("DataBucketName"), "incoming/churn.csv")
+    config = stack.wait_for("a model serving", stack.live_config, timeout=300)
+    return {"config": config, "work": work, "target": target}
+
+
+def test_upload_serves_a_model_that_beats_the_majority_baseline(stack, first_model, sample):
+    holdout = sample(first_model["work"] / "holdout.csv", 300, seed=99, target=first_model["target"])
+    body, labels = _features_and_labels(holdout, first_model["target"])
+    predictions = _predict(stack, body)
+    assert len(predictions) == len(labels)
+    accuracy = sum(p == y for p, y in zip(predictions, labels)) / len(labels)
+    majority = max(set(labels), key=labels.count)
+    baseline = labels.count(majority) / len(labels)
+    assert accuracy > baseline, (accuracy, baseline)
+
+
+def test_the_same_upload_delivered_twice_starts_one_job(stack, first_model):
+    before = stack.control("GET", "state")["invocations"].get("handlers.trigger.handler", [])
+    result = stack.control("POST", "events/redeliver", {"key": "incoming/churn.csv"})
+    assert result["redelivered"] == 1
+    stack.control("POST", "idle", {"timeout": 120})
+    after = stack.control("GET", "state")["invocations"]["handlers.trigger.handler"]
+    assert len(after) == len(before) + 1 and after[-1]["ok"], after[-1]
+    jobs = stack.client("sagemaker").list_processing_jobs(NameContains=f"{stack.env['NAME_PREFIX']}-val-")
+    names = [j["ProcessingJobName"] for j in jobs["ProcessingJobSummaries"]]
+    assert len(names) == 1, names
+
+
+def test_malformed_file_is_quarantined_with_a_report_and_the_old_model_keeps_serving(stack, first_model, sample):
+    s3 = stack.client("s3")
+    bucket = stack.output("DataBucketName")
+    good = sample(first_model["work"] / "good.csv", 200, seed=5, target=first_model["target"])
+    text = good.read_text().splitlines()
+    header = text[0].split(",")
+    age = header.index("customer_age")
+    broken = [text[0]]
+    for line in text[1:]:
+        cells = line.split(",")
+        cells[age] = "not-a-number"
+        broken.append(",".join(cells))
+    s3.put_object(Bucket=bucket, Key="incoming/broken.csv", Body=("\n".join(broken) + "\n").encode())
+
+    def quarantined():
+        keys = [o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="quarantine/").get("Contents", [])]
+        return keys if any(k.endswith("broken.csv") for k in keys) and any("report" in k for k in keys) else None
+
+    keys = stack.wait_for("the file in quarantine/ with its report", quarantined, timeout=180)
+    report_key = next(k for k in keys if k.endswith(".json") and "report" in k)
+    report = s3.get_object(Bucket=bucket, Key=report_key)["Body"].read().decode()
+    assert "customer_age" in report
+    s3.head_object(Bucket=bucket, Key="incoming/broken.csv")  # the original is never deleted
+    stack.control("POST", "idle", {"timeout": 120})
+    assert stack.live_config() == first_model["config"]
+    body, _ = _features_and_labels(good, first_model["target"])
+    assert len(_predict(stack, body)) == 200
+
+
+def test_drift_fires_the_alarm_once_and_one_retrain_deploys_a_new_model(stack, first_model, sample):
+    target = first_model["target"]
+    drifted = sample(first_model["work"] / "drifted.csv", 1500, seed=11, target=target, drift=True)
+    stack.client("s3").upload_file(str(drifted), stack.output("DataBucketName"), "incoming/drifted.csv")
+    stack.control("POST", "idle", {"timeout": 300})
+    served_before_alarm = stack.live_config()
+    alarm = f"{stack.env['NAME_PREFIX']}-data-drift"
+    states = stack.control("POST", "alarms/evaluate")["alarms"]
+    assert states[alarm] == "ALARM", states
+    stack.control("POST", "alarms/evaluate")  # still ALARM: no new transition, no second action
+    stack.control("POST", "idle", {"timeout": 300})
+    retrain_calls = [i for i in stack.control("GET", "state")["invocations"]["handlers.retrain.handler"]
+                     if i["source"].startswith("alarm:")]
+    assert len(retrain_calls) == 1, retrain_calls
+    requested = [r for r in stack.ledger() if r["decision"] == "retrain_requested"]
+    assert len(requested) == 1, requested
+    config = stack.wait_for("the retrained model serving", lambda: (c := stack.live_config()) not in (None, served_before_alarm) and c)
+    assert config != first_model["config"]
+    holdout = sample(first_model["work"] / "holdout2.csv", 100, seed=123, target=target)
+    body, labels = _features_and_labels(holdout, target)
+    assert len(_predict(stack, body)) == len(labels)

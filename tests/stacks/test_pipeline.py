@@ -1,0 +1,251 @@
+"""Pipeline stack (and every control-plane function wherever it lives): image, SageMaker role, Lambdas,
+EventBridge rules, notifications, dead letters. Contract names are read from docs/CONTRACTS.md."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk.assertions import Match
+
+ROOT = Path(__file__).resolve().parents[2]
+CONTRACTS = (ROOT / "docs" / "CONTRACTS.md").read_text()
+
+
+def contract_section(title: str, end: str) -> str:
+    start = CONTRACTS.index(title)
+    return CONTRACTS[start:CONTRACTS.index(end, start)]
+
+
+CONTRACT_ENV = set(re.findall(r"`([A-Z][A-Z0-9_]+)`", "\n".join(
+    line.split("|")[1] for line in contract_section("Environment variables", "## SageMaker jobs").splitlines()
+    if line.startswith("| `"))))
+CONTRACT_HANDLERS = set(re.findall(r"^\| `(handlers\.[a-z_]+\.handler)`", CONTRACTS, re.M))
+
+
+def functions(synth):
+    """Every Lambda function of the app (ours: those from the lambda/ asset), by function name."""
+    out = {}
+    for logical_id, (kind, res) in synth.all_resources("AWS::Lambda::Function").items():
+        name = res["Properties"].get("FunctionName")
+        if isinstance(name, str) and name.startswith(synth.config.prefix):
+            out[name] = (kind, logical_id, res)
+    return out
+
+
+def ours(synth):
+    return {n: f for n, f in functions(synth).items() if f[2]["Properties"]["Handler"].startswith("handlers.")}
+
+
+def test_contract_tables_were_parsed():
+    assert len(CONTRACT_ENV) >= 25 and "ROLLBACK_ALARM_NAMES" in CONTRACT_ENV
+    assert len(CONTRACT_HANDLERS) == 7
+
+
+def test_every_contract_handler_is_deployed_exactly_once(synth):
+    handlers = sorted(f[2]["Properties"]["Handler"] for f in ours(synth).values())
+    assert handlers == sorted(CONTRACT_HANDLERS)
+    for handler in CONTRACT_HANDLERS:  # the handler strings point at files of the one asset
+        module = handler.rsplit(".", 1)[0].replace(".", "/")
+        assert (ROOT / "lambda" / f"{module}.py").exists() or not any((ROOT / "lambda" / "handlers").glob("*.py"))
+
+
+def newest_python_runtime() -> str:
+    versions = [tuple(map(int, m.groups())) for name in dir(lambda_.Runtime)
+                if (m := re.fullmatch(r"PYTHON_(\d+)_(\d+)", name))]
+    return "python%d.%d" % max(versions)
+
+
+def test_functions_use_the_newest_python_runtime_with_explicit_limits(synth):
+    cfg = synth.config
+    for name, (_, _, res) in ours(synth).items():
+        props = res["Properties"]
+        assert props["Runtime"] == newest_python_runtime(), name
+        assert props["MemorySize"] == cfg.lambda_memory_mb, name
+        expected_timeout = 300 if name.endswith("-provision") else cfg.lambda_timeout_seconds
+        assert props["Timeout"] == expected_timeout, name
+        assert props["TracingConfig"] == {"Mode": "Active"}, name
+        assert props["ReservedConcurrentExecutions"] >= 1, name
+        assert "LoggingConfig" in props and "LogGroup" in props["LoggingConfig"], name
+    fan_in = {n: f[2]["Properties"]["ReservedConcurrentExecutions"] for n, f in ours(synth).items()}
+    assert fan_in[f"{cfg.prefix}-trigger"] == cfg.lambda_reserved_concurrency
+    assert fan_in[f"{cfg.prefix}-training-done"] == 1  # deployments are serialized
+
+
+def test_every_function_gets_the_contract_environment(synth):
+    cfg = synth.config
+    for name, (_, _, res) in ours(synth).items():
+        env = res["Properties"]["Environment"]["Variables"]
+        assert set(env) == CONTRACT_ENV, (name, set(env) ^ CONTRACT_ENV)
+        assert env["NAME_PREFIX"] == cfg.prefix
+        assert env["ENDPOINT_NAME"] == f"{cfg.prefix}-endpoint"
+        assert env["MODEL_PACKAGE_GROUP"] == f"{cfg.prefix}-models"
+        assert env["LEDGER_TABLE"] == f"{cfg.prefix}-ledger"
+        assert env["TARGET_COLUMN"] == cfg.target_column
+        assert env["SERVING_MIN_INSTANCES"] == str(cfg.serving_min_instances)
+        assert env["SERVING_MAX_INSTANCES"] == str(cfg.serving_max_instances)
+        assert env["SCALING_TARGET_INVOCATIONS"] == str(cfg.scaling_target_invocations)
+        assert json.loads(env["QUALITY_GATE"]) == cfg.quality_gate
+        assert json.loads(env["TRAINING_HYPERPARAMETERS"]) == dict(cfg.training_hyperparameters)
+        assert env["DRIFT_THRESHOLD"] == str(cfg.drift_threshold)
+        assert env["ALLOWED_EXTENSIONS"] == ",".join(cfg.allowed_extensions)
+        assert env["ROLLBACK_ALARM_NAMES"] == f"{cfg.prefix}-endpoint-5xx,{cfg.prefix}-model-latency"
+
+
+def test_target_column_override_reaches_the_functions(tmp_path_factory):
+    from stack_synth import synthesize
+    synth = synthesize(tmp_path_factory.mktemp("cdk-price"), {"stage": "dev", "target_column": "price",
+                                                              "serving_max_instances": "5"})
+    for _, _, res in ours(synth).values():
+        env = res["Properties"]["Environment"]["Variables"]
+        assert env["TARGET_COLUMN"] == "price" and env["SERVING_MAX_INSTANCES"] == "5"
+
+
+def test_log_groups_have_the_configured_retention_and_kms(synth):
+    groups = [r for _, r in synth.all_resources("AWS::Logs::LogGroup").values()]
+    assert len(groups) >= len(ours(synth)) + 1  # + the API access log
+    for group in groups:
+        assert group["Properties"]["RetentionInDays"] == synth.config.log_retention_days
+        assert "KmsKeyId" in group["Properties"]
+
+
+def test_async_invocations_retry_then_dead_letter(synth):
+    cfg = synth.config
+    configs = synth.all_resources("AWS::Lambda::EventInvokeConfig")
+    by_function = {v[1]["Properties"]["FunctionName"]["Ref"]: v[1]["Properties"] for v in configs.values()}
+    for name, (_, logical_id, _) in ours(synth).items():
+        props = by_function[logical_id]
+        assert props["MaximumRetryAttempts"] == cfg.async_retry_attempts, name
+        assert props["MaximumEventAgeInSeconds"] == cfg.async_max_event_age_seconds, name
+        destination = json.dumps(props["DestinationConfig"]["OnFailure"]["Destination"])
+        assert "DeadLetters" in destination, name
+
+
+def test_dead_letter_queue_and_topic_are_kms_encrypted_and_tls_only(synth):
+    t = synth.template("Pipeline")
+    t.has_resource_properties("AWS::SQS::Queue", {"QueueName": f"{synth.config.prefix}-dead-letters",
+                                                  "KmsMasterKeyId": Match.any_value(),
+                                                  "MessageRetentionPeriod": 14 * 24 * 3600})
+    t.has_resource_properties("AWS::SNS::Topic", {"TopicName": f"{synth.config.prefix}-notifications",
+                                                  "KmsMasterKeyId": Match.any_value()})
+    for type_, prop in (("AWS::SQS::QueuePolicy", "PolicyDocument"), ("AWS::SNS::TopicPolicy", "PolicyDocument")):
+        statements = [s for r in synth.resources("Pipeline", type_).values() for s in r["Properties"][prop]["Statement"]]
+        assert any(s["Effect"] == "Deny" and s["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
+                   for s in statements), type_
+
+
+def rules(synth):
+    return {r["Properties"]["Name"]: r["Properties"] for _, r in synth.resources("Pipeline", "AWS::Events::Rule").items()}
+
+
+def target_function(synth, rule) -> str:
+    (target,) = rule["Targets"]
+    logical_id = target["Arn"]["Fn::GetAtt"][0]
+    return synth.templates["Pipeline"]["Resources"][logical_id]["Properties"]["Handler"]
+
+
+def test_upload_rule_matches_incoming_objects_of_the_data_bucket_only(synth):
+    p = synth.config.prefix
+    rule = rules(synth)[f"{p}-upload"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "incoming/"}]
+    (bucket,) = pattern["detail"]["bucket"]["name"]
+    assert bucket["Fn::Join"][1][0] == f"{p}-data-"
+    assert target_function(synth, rule) == "handlers.trigger.handler"
+
+
+@pytest.mark.parametrize("rule_suffix, detail_type, name_key, prefixes, handler", [
+    ("processing-jobs", "SageMaker Processing Job State Change", "ProcessingJobName", ("val", "mon"),
+     "handlers.processing_done.handler"),
+    ("training-jobs", "SageMaker Training Job State Change", "TrainingJobName", ("train",),
+     "handlers.training_done.handler"),
+])
+def test_job_rules_are_filtered_to_this_stages_jobs(synth, rule_suffix, detail_type, name_key, prefixes, handler):
+    p = synth.config.prefix
+    rule = rules(synth)[f"{p}-{rule_suffix}"]
+    pattern = rule["EventPattern"]
+    assert pattern["source"] == ["aws.sagemaker"] and pattern["detail-type"] == [detail_type]
+    assert pattern["detail"][name_key] == [{"prefix": f"{p}-{x}-"} for x in prefixes]
+    assert sorted(pattern["detail"][name_key.replace("Name", "Status")]) == ["Completed", "Failed", "Stopped"]
+    assert target_function(synth, rule) == handler
+
+
+def test_endpoint_rule_is_filtered_to_this_stages_endpoint(synth):
+    p = synth.config.prefix
+    rule = rules(synth)[f"{p}-endpoint-state"]
+    assert rule["EventPattern"] == {"source": ["aws.sagemaker"], "detail-type": ["SageMaker Endpoint State Change"],
+                                    "detail": {"EndpointName": [f"{p}-endpoint"]}}
+    assert target_function(synth, rule) == "handlers.endpoint_state.handler"
+
+
+def test_monitor_runs_on_the_configured_schedule(synth):
+    rule = rules(synth)[f"{synth.config.prefix}-monitor-schedule"]
+    assert rule["ScheduleExpression"] == synth.config.monitor_schedule
+    assert target_function(synth, rule) == "handlers.monitor_schedule.handler"
+
+
+def test_failed_jobs_rule_notifies_and_counts(synth):
+    p = synth.config.prefix
+    rule = rules(synth)[f"{p}-failed-jobs"]
+    branches = rule["EventPattern"]["detail"]["$or"]
+    assert {b.get("ProcessingJobStatus", b.get("TrainingJobStatus"))[0] for b in branches} == {"Failed"}
+    (target,) = rule["Targets"]
+    assert target["Arn"] == {"Ref": next(iter(synth.resources("Pipeline", "AWS::SNS::Topic")))}
+
+
+def test_every_rule_target_has_a_dead_letter_queue_and_retry_policy(synth):
+    cfg = synth.config
+    all_rules = [r for _, r in synth.all_resources("AWS::Events::Rule").values()]
+    assert len(all_rules) == 6
+    for rule in all_rules:
+        for target in rule["Properties"]["Targets"]:
+            assert "DeadLetters" in json.dumps(target["DeadLetterConfig"]["Arn"])
+            assert target["RetryPolicy"]["MaximumEventAgeInSeconds"] == cfg.async_max_event_age_seconds
+            assert target["RetryPolicy"]["MaximumRetryAttempts"] > 0
+
+
+def test_image_is_built_from_the_repo_root_with_the_base_image_build_arg(synth):
+    assets = json.loads((synth.outdir / f"{synth.stack_names['Pipeline']}.assets.json").read_text())
+    (image,) = assets["dockerImages"].values()
+    source = image["source"]
+    assert source["dockerFile"] == "container/Dockerfile"
+    assert source["dockerBuildArgs"] == {"BASE_IMAGE": synth.config.base_image}
+    assert source["platform"] == "linux/amd64"
+    staged = synth.outdir / source["directory"]
+    entries = {p.name for p in staged.iterdir()}
+    assert "container" in entries
+    assert not entries & {".venv", "node_modules", "cdk.out", ".local", ".git", "lambda", "tests", "stacks"}
+    env = next(iter(ours(synth).values()))[2]["Properties"]["Environment"]["Variables"]
+    assert "container-assets" in json.dumps(env["IMAGE_URI"])
+
+
+def sagemaker_role_statements(synth):
+    roles = {k: r for k, r in synth.resources("Pipeline", "AWS::IAM::Role").items()
+             if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"].get("Service")
+             == "sagemaker.amazonaws.com"}
+    (role_id,) = roles
+    return [s for p in synth.resources("Pipeline", "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_sagemaker_role_reads_data_writes_artifacts_and_nothing_else(synth):
+    statements = sagemaker_role_statements(synth)
+    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
+    assert actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject", "kms:Decrypt",
+                       "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant",
+                       "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
+                       "ecr:GetAuthorizationToken", "logs:CreateLogGroup", "logs:CreateLogStream",
+                       "logs:PutLogEvents", "logs:DescribeLogStreams", "cloudwatch:PutMetricData"}
+    text = json.dumps(statements)
+    data = f"{synth.config.prefix}-data-"
+    puts = [s for s in statements if "s3:PutObject" in s["Action"]]
+    assert puts and data not in json.dumps(puts)  # never writes the data bucket
+    for prefix in ("/incoming/*", "/validated/*"):
+        assert prefix in text
+    assert "/quarantine/" not in text
+    metrics = next(s for s in statements if s["Action"] == "cloudwatch:PutMetricData")
+    assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
