@@ -8,6 +8,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,8 +64,14 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
 
 
 def main() -> int:
+    # Under the CDK CLI, CDK_OUTDIR is set; `python app.py` alone writes to cdk.out like `cdk synth`, with
+    # the construct-path metadata the CLI would enable.
+    outdir = None
+    if not os.environ.get("CDK_OUTDIR"):
+        (ROOT / "cdk.out").mkdir(exist_ok=True)
+        outdir = str(ROOT / "cdk.out")
     try:
-        app, _ = build_app()
+        app, _ = build_app(context={"aws:cdk:enable-path-metadata": True}, outdir=outdir)
     except ConfigError as err:
         print(f"cdk.json / -c: {err}", file=sys.stderr)
         return 1

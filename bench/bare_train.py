@@ -61,8 +61,15 @@ def main(src: str, out: str) -> None:
     training, evaluation = p.get("training", {}), p.get("evaluation", {})
     split = p.get("split", {"train": 0.7, "test": 0.2, "validation": 0.1})
     t0 = time.perf_counter()
+    last = [t0]
+
+    def mark(step: str) -> None:  # step timings, comparable with Kedro's per-node log lines
+        now = time.perf_counter()
+        print(f"bare step {step}: {now - last[0]:.1f} s", flush=True)
+        last[0] = now
 
     df = pd.read_csv(src, low_memory=False)
+    mark("read")
     df = df.replace([np.inf, -np.inf], np.nan)
     df = df[df[target].notna()]
     features = [c for c in df.columns if c != target]
@@ -76,6 +83,7 @@ def main(src: str, out: str) -> None:
     order = np.random.default_rng(seed).permutation(len(df))
     n_train, n_test = round(len(df) * split["train"]), round(len(df) * split["test"])
     tr, te, va = order[:n_train], order[n_train:n_train + n_test], order[n_train + n_test:]
+    mark("clean + coerce + split")
 
     pre = ColumnTransformer([
         ("numeric", Pipeline([("impute", SimpleImputer(strategy="median", keep_empty_features=True)),
@@ -90,6 +98,7 @@ def main(src: str, out: str) -> None:
     pipe = Pipeline([("preprocess", pre), ("model", HistGradientBoostingClassifier(random_state=seed, **estimator))])
     pipe.fit(x.iloc[tr], y.iloc[tr])
     t_fit = time.perf_counter()
+    mark("fit")
 
     pos = pipe.classes_[1]
     metrics = {}
@@ -100,10 +109,12 @@ def main(src: str, out: str) -> None:
                          "recall": skm.recall_score(truth, pred, pos_label=pos, zero_division=0),
                          "f1": skm.f1_score(truth, pred, pos_label=pos, zero_division=0),
                          "roc_auc": skm.roc_auc_score(truth == pos, proba)}
+    mark("metrics (test + validation)")
     sample = va if len(va) <= int(evaluation.get("importance_max_rows", 2000)) else \
         np.random.default_rng(seed).choice(va, int(evaluation.get("importance_max_rows", 2000)), replace=False)
     imp = permutation_importance(pipe, x.iloc[sample], y.iloc[sample], scoring="roc_auc",
                                  n_repeats=int(evaluation.get("importance_repeats", 5)), random_state=seed, n_jobs=1)
+    mark("permutation importance")
     ranked = sorted(zip(features, imp.importances_mean), key=lambda t: -t[1])
 
     limit = int(evaluation.get("plot_max_rows", 5000))
@@ -131,6 +142,7 @@ def main(src: str, out: str) -> None:
     ax.plot(fpr, tpr)
     parts.append(png(fig))
 
+    mark("plots")
     profile = {}
     for c in features:
         if c in numeric:
@@ -141,12 +153,14 @@ def main(src: str, out: str) -> None:
         else:
             profile[c] = {"counts": x[c].value_counts().iloc[:200].to_dict(), "missing": float(x[c].isna().mean())}
 
+    mark("reference profile")
     model_dir = Path(out)
     (model_dir / "report").mkdir(parents=True, exist_ok=True)
     joblib.dump(pipe, model_dir / "model.joblib")
     (model_dir / "report" / "index.html").write_text("<html><body>" + "".join(parts) + "</body></html>")
     (model_dir / "metadata.json").write_text(json.dumps({"features": features, "metrics": metrics, "profile": profile,
                                                          "importance": ranked}, default=float))
+    mark("save")
     for k, v in metrics["test"].items():
         print(f"test:{k}={v:.6f}")
     print(f"bare_train_seconds={time.perf_counter() - t0:.2f} fit_done_at={t_fit - t0:.2f} rows={len(df)}", flush=True)

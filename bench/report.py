@@ -1,7 +1,10 @@
 """Render bench/results.json as bench/RESULTS.md."""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
+
+FINDINGS = Path(__file__).resolve().parent / "findings.md"
 
 ORDER = ["serve", "batch", "train", "control", "loop", "toolchain"]
 
@@ -72,4 +75,6 @@ def markdown(results: dict[str, Any]) -> str:
                 lines.append(f"| {f['name']} | {num(f['value'], f['unit'])} | {base} | {ratio} | {f.get('target') or ''} | "
                              f"{verdict(f)} | {(f.get('note') or '').replace('|', '/')} |")
             lines.append("")
+    if FINDINGS.exists():  # hand-written analysis (profiles, causes, fixes): kept beside the generated tables
+        lines += [FINDINGS.read_text().rstrip(), ""]
     return "\n".join(lines) + "\n"

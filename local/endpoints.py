@@ -216,8 +216,9 @@ class EndpointManager:
                 fleet.proc = subprocess.Popen(["docker", "logs", "-f", fleet.container], stdout=out,
                                               stderr=subprocess.STDOUT)
             else:
+                # Loopback only: as a process, 0.0.0.0 would expose the model on every interface.
                 proc_env = {**self.base_env, **env, "OPT_ML_ROOT": str(directory),
-                            "SAGEMAKER_BIND_TO_PORT": str(port)}
+                            "SAGEMAKER_BIND_TO_PORT": str(port), "SERVE_HOST": "127.0.0.1"}
                 for k in ("AWS_ENDPOINT_URL", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
                     proc_env.pop(k, None)  # network isolation: the model container gets no AWS access
                 fleet.proc = subprocess.Popen([*entrypoint_command("serve")], stdout=out, stderr=subprocess.STDOUT,

@@ -446,11 +446,13 @@ class EmbeddedStack:
         derived = {"DataBucketName": env.get("DATA_BUCKET"), "ArtifactsBucketName": env.get("ARTIFACTS_BUCKET"),
                    "EndpointName": env.get("ENDPOINT_NAME"), "LedgerTableName": env.get("LEDGER_TABLE"),
                    "NotificationTopicArn": env.get("NOTIFY_TOPIC_ARN")}
-        for name, outputs in self.outputs.items():
+        for outputs in self.outputs.values():
             outputs.update(local)
-            for key, value in derived.items():
-                if value:
-                    outputs.setdefault(key, value)
+        # Older templates may lack an output the docs promise: fall back to the functions' environment.
+        first = next(iter(self.outputs.values()), None)
+        for key, value in derived.items():
+            if value and first is not None and not any(key in o for o in self.outputs.values()):
+                first[key] = value
         path = self.state_dir / "outputs.json"
         path.write_text(json.dumps(self.outputs, indent=2) + "\n")
 

@@ -33,7 +33,6 @@ RETENTION = {days: getattr(logs.RetentionDays, name) for days, name in (
     (365, "ONE_YEAR"), (400, "THIRTEEN_MONTHS"), (545, "EIGHTEEN_MONTHS"), (731, "TWO_YEARS"),
     (1096, "THREE_YEARS"), (1827, "FIVE_YEARS"), (2192, "SIX_YEARS"), (2557, "SEVEN_YEARS"),
     (2922, "EIGHT_YEARS"), (3288, "NINE_YEARS"), (3653, "TEN_YEARS"))}
-ML_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")
 
 
 def lambda_code() -> lambda_.Code:
@@ -169,7 +168,7 @@ class Capabilities:
     def _start_jobs(self, policy: ScopedPolicy, kind: str, prefixes: tuple[str, ...]) -> None:
         jobs = [self._sm(f"{kind}-job/{p}*") for p in prefixes]
         policy.allow(actions=[f"sagemaker:Create{kind.capitalize()}Job", f"sagemaker:Describe{kind.capitalize()}Job",
-                              f"sagemaker:Stop{kind.capitalize()}Job", "sagemaker:AddTags"],
+                              "sagemaker:AddTags"],
                      resources=jobs,
                      why=f"{kind} job names are generated per run from the fixed prefix(es) {', '.join(prefixes)} "
                          "(CONTRACTS.md); the wildcard covers only this stage's jobs.")
@@ -293,13 +292,9 @@ class Capabilities:
                               "application-autoscaling:DescribeScalableTargets",
                               "application-autoscaling:DescribeScalingPolicies"],
                      resources=["*"],
-                     conditions=None,
                      why="Application Auto Scaling addresses targets by ServiceNamespace/ResourceId "
                          f"(endpoint/{self.names.endpoint}/variant/{VARIANT_NAME}); its scalable-target ARNs are "
                          "random ids unknown before registration.")
-        policy.allow(actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
-                              "sagemaker:UpdateEndpointWeightsAndCapacities"],
-                     resources=[self._sm(f"endpoint/{self.names.endpoint}")])
         # Target tracking creates and removes its own alarms (TargetTracking-endpoint/<name>/...).
         policy.allow(actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"],
                      resources=[arn("cloudwatch", f"alarm:TargetTracking-endpoint/{self.names.endpoint}/*")],

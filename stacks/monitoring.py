@@ -7,7 +7,7 @@ Alarm names come from ``Names`` so the deployer can list the rollback alarms wit
 
 from __future__ import annotations
 
-from aws_cdk import Duration, Stack
+from aws_cdk import CfnOutput, Duration, Environment, Stack
 from aws_cdk import aws_cloudwatch as cw
 from aws_cdk import aws_cloudwatch_actions as cw_actions
 from aws_cdk import aws_sns as sns
@@ -21,8 +21,9 @@ from stacks.names import VARIANT_NAME
 class MonitoringStack(Stack):
     def __init__(self, scope: Construct, construct_id: str, *, props: ControlPlaneProps,
                  capabilities: Capabilities, topic: sns.ITopic, dead_letters: sqs.IQueue,
-                 functions: list[ControlPlaneFunction], api_name: str, **kwargs) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+                 functions: list[ControlPlaneFunction], api_name: str,
+                 env: Environment | None = None, description: str | None = None) -> None:
+        super().__init__(scope, construct_id, env=env, description=description)
         config, names = props.config, props.names
         self.retrain = ControlPlaneFunction(
             self, "Retrain", props=props, short_name="retrain", handler="handlers.retrain.handler",
@@ -109,3 +110,7 @@ class MonitoringStack(Stack):
                            left=[f.function.metric_errors(period=five_minutes) for f in all_functions]),
             cw.GraphWidget(title="Control-plane throttles", width=12,
                            left=[f.function.metric_throttles(period=five_minutes) for f in all_functions]))
+        CfnOutput(self, "DashboardName", value=names.dashboard)
+        CfnOutput(self, "RetrainFunctionName", value=self.retrain.function_name,
+                  description="Manual retrain: aws lambda invoke --function-name <this> --cli-binary-format "
+                              "raw-in-base64-out --payload '{\"reason\": \"manual\"}' out.json")

@@ -3,7 +3,9 @@ notifications and the dead-letter queue every asynchronous path ends in."""
 
 from __future__ import annotations
 
-from aws_cdk import Duration, IgnoreMode, Stack
+from collections.abc import Callable
+
+from aws_cdk import CfnOutput, Duration, Environment, IgnoreMode, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -20,10 +22,11 @@ from stacks.control_plane import (REPO_ROOT, Capabilities, ControlPlaneFunction,
 from stacks.nag import ScopedPolicy, acknowledge, arn
 from stacks.names import Names
 
-# The build context is the repository root (CONTRACTS.md, "Image"); only these paths are part of it, so the
-# asset hash and the staged copy never walk cdk.out, .venv, node_modules, .local or .git.
-IMAGE_CONTEXT = ["*", "!.dockerignore", "!container", "!kedro_project", "!constraints.txt",
-                 "**/__pycache__", "**/*.pyc", "**/.pytest_cache", "**/*.egg-info", "**/.venv"]
+# The build context is the repository root (CONTRACTS.md, "Image"), whitelisted by the root .dockerignore,
+# which CDK applies first. These exclusions come after it and only remove (a negation here would re-include
+# what .dockerignore drops): the asset hash and the staged copy never walk these, .dockerignore or not.
+IMAGE_CONTEXT_EXCLUDES = ["cdk.out", ".venv", "node_modules", ".local", ".git", "**/__pycache__", "**/*.pyc",
+                          "**/.pytest_cache", "**/*.egg-info", "**/.venv"]
 # Delivery retries of EventBridge -> Lambda (the asynchronous invocation then has its own retries).
 EVENT_DELIVERY_RETRIES = 10
 
@@ -39,7 +42,7 @@ class ModelImage(Construct):
             self, "Image", directory=str(REPO_ROOT), file="container/Dockerfile",
             build_args={"BASE_IMAGE": config.base_image},
             platform=ecr_assets.Platform.LINUX_AMD64,  # SageMaker ml.* instances are x86_64
-            ignore_mode=IgnoreMode.DOCKER, exclude=IMAGE_CONTEXT,
+            ignore_mode=IgnoreMode.DOCKER, exclude=IMAGE_CONTEXT_EXCLUDES,
             display_name=f"{config.prefix} model image")
         self.image_uri = self.asset.image_uri
 
@@ -63,6 +66,7 @@ class SageMakerExecutionRole(Construct):
                      why="Jobs read uploads (validation) and all validated files (training channel) by prefix.")
         policy.allow(actions=["s3:ListBucket"], resources=[s3(data)],
                      conditions={"StringLike": {"s3:prefix": ["incoming/*", "validated/*"]}})
+        policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(data), s3(artifacts)])
         policy.allow(actions=["s3:GetObject", "s3:PutObject"],
                      resources=[s3(f"{artifacts}/models/*"), s3(f"{artifacts}/reports/*"),
                                 s3(f"{artifacts}/datacapture/*")],
@@ -90,8 +94,8 @@ class PipelineStack(Stack):
     """Upload -> validate -> train -> deploy, driven by EventBridge."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey,
-                 **kwargs) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+                 env: Environment | None = None, description: str | None = None) -> None:
+        super().__init__(scope, construct_id, env=env, description=description)
         names = Names(config.prefix)
         self.names = names
 
@@ -123,7 +127,7 @@ class PipelineStack(Stack):
         caps = self.capabilities
 
         def function(construct_id: str, short: str, handler: str, description: str, reserved: int,
-                     grants: list) -> ControlPlaneFunction:
+                     grants: list[Callable[[ScopedPolicy], None]]) -> ControlPlaneFunction:
             fn = ControlPlaneFunction(self, construct_id, props=self.control_plane, short_name=short,
                                       handler=handler, description=description, reserved_concurrency=reserved)
             for grant in grants:
@@ -152,6 +156,11 @@ class PipelineStack(Stack):
             "Scheduled: start the drift-monitoring job over captured requests", 1, [caps.start_monitoring])
 
         self.rules = EventRouting(self, "Events", config=config, names=names, pipeline=self)
+
+        CfnOutput(self, "NotificationTopicArn", value=self.topic.topic_arn)
+        CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letters.queue_url)
+        CfnOutput(self, "ImageUri", value=self.image.image_uri)
+        CfnOutput(self, "SageMakerRoleArn", value=self.sagemaker_role.role_arn)
 
 
 class EventRouting(Construct):

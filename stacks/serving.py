@@ -3,13 +3,13 @@ the authenticated HTTPS API in front of it."""
 
 from __future__ import annotations
 
-from aws_cdk import CfnOutput, CustomResource, Duration, RemovalPolicy, Stack
+from aws_cdk import CfnOutput, CustomResource, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
 from aws_cdk import custom_resources as cr
 from constructs import Construct
 
-from stacks.control_plane import ControlPlaneFunction, ControlPlaneProps, Capabilities, log_group
+from stacks.control_plane import Capabilities, ControlPlaneFunction, ControlPlaneProps, log_group
 from stacks.nag import ScopedPolicy, acknowledge, arn, logical_ref
 from stacks.names import VARIANT_NAME
 
@@ -89,6 +89,8 @@ class InferenceApi(Construct):
                     response_length=True, status=True, user=True),
                 logging_level=apigw.MethodLoggingLevel.ERROR, data_trace_enabled=False,
                 metrics_enabled=True, tracing_enabled=True))
+        # CDK's automatic URL output has a hashed name; the stack outputs InvokeUrl instead.
+        self.api.node.try_remove_child("Endpoint")
         cloudwatch_role = self.api.node.find_child("CloudWatchRole")
         acknowledge(cloudwatch_role, "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
                                      "AmazonAPIGatewayPushToCloudWatchLogs]",
@@ -148,8 +150,9 @@ class ServingStack(Stack):
     """Endpoint (via the deployer) + API Gateway."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ControlPlaneProps,
-                 capabilities: Capabilities, **kwargs) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+                 capabilities: Capabilities,
+                 env: Environment | None = None, description: str | None = None) -> None:
+        super().__init__(scope, construct_id, env=env, description=description)
         self.provisioner = EndpointProvisioner(self, "Endpoint", props=props, capabilities=capabilities)
         self.api = InferenceApi(self, "Api", props=props)
         CfnOutput(self, "EndpointName", value=self.provisioner.endpoint_name)

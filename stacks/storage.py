@@ -5,7 +5,7 @@ Kept apart from everything else so that the stateless stacks can be destroyed an
 
 from __future__ import annotations
 
-from aws_cdk import Aws, Duration, RemovalPolicy, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
@@ -71,8 +71,11 @@ class SecureBucket(Construct):
 class StorageStack(Stack):
     """KMS key, data/artifacts/log buckets, DynamoDB ledger."""
 
-    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, **kwargs) -> None:
-        super().__init__(scope, construct_id, **kwargs)
+    def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig,
+                 env: Environment | None = None, description: str | None = None) -> None:
+        # Data that must survive (retain_data) is also protected from an accidental `cdk destroy`.
+        super().__init__(scope, construct_id, env=env, description=description,
+                         termination_protection=config.retain_data)
         names = Names(config.prefix)
         retain = config.retain_data
         removal = RemovalPolicy.RETAIN if retain else RemovalPolicy.DESTROY
@@ -121,3 +124,9 @@ class StorageStack(Stack):
             time_to_live_attribute="expires_at",
             deletion_protection=retain,
             removal_policy=removal)
+
+        CfnOutput(self, "DataBucketName", value=self.data.bucket_name,
+                  description="Upload CSV/Parquet files under incoming/")
+        CfnOutput(self, "ArtifactsBucketName", value=self.artifacts.bucket_name)
+        CfnOutput(self, "LedgerTableName", value=self.ledger.table_name)
+        CfnOutput(self, "KmsKeyArn", value=self.key.key_arn)

@@ -2,7 +2,9 @@
 
 Returns {"PhysicalResourceId", "Data"} or raises (a malformed request too); the Provider framework turns
 either into the answer CloudFormation waits for."""
-from mlops_control import flows, runtime
+from mlops_control import clients, flows, runtime
+
+clients.prewarm("dynamodb", "sagemaker")  # at init: part of a SnapStart snapshot, not of the first request
 
 
 def handler(event, context):

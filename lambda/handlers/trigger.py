@@ -1,5 +1,7 @@
 """Lambda entry point `handlers.trigger.handler` (event shape: docs/CONTRACTS.md)."""
-from mlops_control import flows, runtime
+from mlops_control import clients, flows, runtime
+
+clients.prewarm("dynamodb", "sagemaker")  # at init: part of a SnapStart snapshot, not of the first request
 
 
 def handler(event, context):

@@ -306,6 +306,10 @@ def verify(settings: Settings, ledger: Ledger) -> dict:
         result: dict = {"status": "nothing_in_flight", "endpoint_status": status}
     else:
         claim = ledger.claim(f"claim#deploy#{requested}#{slot.get('inflight_since')}", "verify", lease_seconds=300)
+        if claim.status == "busy":
+            from .runtime import Busy
+
+            raise Busy(f"verification of {requested} is being handled by another delivery")
         if not claim.acquired:
             return {"status": "duplicate"}
         live = endpoint.get("EndpointConfigName") if endpoint else None

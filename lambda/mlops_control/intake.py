@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import posixpath
-from typing import Any
 
 from . import clients, jobs
 from .events import ObjectCreated

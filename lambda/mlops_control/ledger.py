@@ -31,6 +31,8 @@ def to_attr(value: Any) -> dict:
         return {"NULL": True}
     if isinstance(value, bool):
         return {"BOOL": value}
+    if isinstance(value, float) and value != value or value in (float("inf"), float("-inf")):
+        return {"S": repr(value)}  # DynamoDB numbers cannot be NaN/inf; keep the fact as text
     if isinstance(value, (int, float)):
         return {"N": repr(value) if isinstance(value, float) else str(value)}
     if isinstance(value, str):

@@ -2,7 +2,7 @@
 
     PYTHONPATH=lambda python -m mlops_control.status [--table NAME] [--file S3URI|KEY] [--limit N] [--json]
 
-The table comes from --table, else LEDGER_TABLE. boto3 honours AWS_ENDPOINT_URL (local stack) and
+The table comes from --table, else LEDGER_TABLE. botocore honours AWS_ENDPOINT_URL (local stack) and
 AWS_PROFILE/AWS_REGION (a real account).
 """
 from __future__ import annotations

@@ -30,14 +30,24 @@ def parameters():
     return params
 
 
+class KeptDataset(MemoryDataset):
+    """A MemoryDataset the runner cannot release, so the test can inspect intermediate results."""
+
+    def _release(self) -> None:
+        pass
+
+
 def _catalog(parameters: dict, **datasets) -> DataCatalog:
-    catalog = DataCatalog({name: MemoryDataset(value) for name, value in datasets.items()})
+    catalog = DataCatalog({name: KeptDataset(value) for name, value in datasets.items()})
     for key, value in parameters.items():
         catalog[f"params:{key}"] = value
     return catalog
 
 
 def _run(pipeline, catalog: DataCatalog) -> DataCatalog:
+    for name in pipeline.datasets():
+        if name not in catalog and not name.startswith("params:"):
+            catalog[name] = KeptDataset(copy_mode="assign")
     SequentialRunner().run(pipeline, catalog)
     return catalog
 

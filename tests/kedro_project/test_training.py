@@ -11,7 +11,7 @@ from ml_pipeline.errors import ConfigError
 from ml_pipeline.pipelines.data_processing import nodes as processing
 from ml_pipeline.pipelines.training import nodes
 
-from conftest import SPLIT, TRAINING
+from kedro_test_params import SPLIT, TRAINING
 
 
 def test_one_pipeline_with_preprocessing_inside(fitted, processed):

@@ -3,7 +3,7 @@ from __future__ import annotations
 from ml_pipeline import sample_data
 from ml_pipeline.pipelines.data_validation import nodes
 
-from conftest import EXPECTATION_SETTINGS, PROFILE_SETTINGS
+from kedro_test_params import EXPECTATION_SETTINGS, PROFILE_SETTINGS
 
 
 def _validate(tmp_path, frame, metadata, name="new.csv"):

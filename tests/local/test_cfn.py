@@ -105,3 +105,26 @@ def test_load_assembly_orders_by_dependency_and_reads_nested_assemblies(tmp_path
     stacks = load_assembly(tmp_path)
     assert [s.name for s in stacks] == ["dev-a", "dev-b"]
     assert stacks[1].dependencies == ["dev-a"]
+
+
+def test_creation_order_follows_references_and_depends_on():
+    from local.stack import _creation_order
+
+    resources = {
+        "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": ["Role", "Arn"]}},
+               "DependsOn": ["Policy"]},
+        "Policy": {"Type": "AWS::IAM::Policy", "Properties": {"Roles": [{"Ref": "Role"}]}},
+        "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
+        "Rule": {"Type": "AWS::Events::Rule", "Properties": {"Targets": [{"Arn": {"Fn::Sub": "${Fn.Arn}"}}]}},
+    }
+    order = _creation_order(resources)
+    assert order.index("Role") < order.index("Policy") < order.index("Fn") < order.index("Rule")
+
+
+def test_only_rate_schedules_have_an_interval():
+    from local.stack import schedule_interval
+
+    assert schedule_interval("rate(1 day)") == 86400
+    assert schedule_interval("rate(6 hours)") == 21600
+    assert schedule_interval("rate(5 minutes)") == 300
+    assert schedule_interval("cron(0 12 * * ? *)") is None

@@ -7,6 +7,10 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import os
+import shutil
+import subprocess
 
 import pytest
 
@@ -117,3 +121,47 @@ def test_drift_fires_the_alarm_once_and_one_retrain_deploys_a_new_model(stack, f
     holdout = sample(first_model["work"] / "holdout2.csv", 100, seed=123, target=target)
     body, labels = _features_and_labels(holdout, target)
     assert len(_predict(stack, body)) == len(labels)
+
+
+
+def test_the_aws_cli_works_unchanged_against_both_endpoints(stack, first_model, sample, tmp_path):
+    aws = shutil.which("aws")
+    if aws is None:
+        pytest.skip("the AWS CLI is not installed on this machine")
+    env = {**os.environ, "AWS_ACCESS_KEY_ID": "local", "AWS_SECRET_ACCESS_KEY": "local",
+           "AWS_DEFAULT_REGION": stack.region}
+    env.pop("AWS_PROFILE", None)
+    listing = subprocess.run([aws, "--endpoint-url", stack.aws_url, "s3", "ls",
+                              f"s3://{stack.output('DataBucketName')}/incoming/"],
+                             env=env, capture_output=True, text=True, timeout=60)
+    assert listing.returncode == 0, listing.stderr
+    assert "churn.csv" in listing.stdout
+    body, labels = _features_and_labels(sample(tmp_path / "rows.csv", 50, seed=3, target=first_model["target"]),
+                                        first_model["target"])
+    rows = tmp_path / "features.csv"
+    rows.write_bytes(body)
+    out = tmp_path / "out.csv"
+    call = subprocess.run([aws, "--endpoint-url", stack.runtime_url, "--ca-bundle", stack.ca, "sagemaker-runtime",
+                           "invoke-endpoint", "--endpoint-name", stack.output("EndpointName"),
+                           "--content-type", "text/csv", "--accept", "text/csv", "--body", f"fileb://{rows}",
+                           str(out)], env=env, capture_output=True, text=True, timeout=60)
+    assert call.returncode == 0, call.stderr
+    assert json.loads(call.stdout)["InvokedProductionVariant"] == "AllTraffic"
+    predictions = [line for line in out.read_text().strip().splitlines() if line not in ("prediction", "label")]
+    assert len(predictions) == len(labels)
+
+
+def test_the_monitor_schedule_runs_a_monitoring_job_over_the_captured_requests(stack, first_model):
+    prefix = stack.env["NAME_PREFIX"]
+    fired = stack.control("POST", "schedules/fire", {"rule": f"{prefix}-monitor-schedule"})["fired"]
+    assert fired == [f"{prefix}-monitor-schedule"]
+    stack.control("POST", "idle", {"timeout": 180})
+    sm = stack.client("sagemaker")
+    jobs = sm.list_processing_jobs(NameContains=f"{prefix}-mon-")["ProcessingJobSummaries"]
+    assert len(jobs) == 1, jobs
+    job = sm.describe_processing_job(ProcessingJobName=jobs[0]["ProcessingJobName"])
+    assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
+    report = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/") + "/report.json"
+    bucket, _, key = report[5:].partition("/")
+    content = json.loads(stack.client("s3").get_object(Bucket=bucket, Key=key)["Body"].read())
+    assert content["kind"] == "monitor" and content["rows"] > 0

@@ -87,6 +87,11 @@ def coerce_features(frame: pd.DataFrame, features: list[dict]) -> pd.DataFrame:
 def categorical_values(series: pd.Series) -> np.ndarray:
     """Object array of str with np.nan for missing (pandas' NA/None normalised to NaN)."""
     present = series.notna().to_numpy()
+    values = series.to_numpy(dtype=object)
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):
+        out = values.copy()  # already text: only the missing markers need normalising (fast on 1M rows)
+        out[~present] = np.nan
+        return out
     out = np.full(len(series), np.nan, dtype=object)
-    out[present] = [str(v) for v in series.to_numpy()[present]]
+    out[present] = [str(v) for v in values[present]]
     return out

@@ -201,6 +201,12 @@ def test_duplicate_training_completion_deploys_once(aws, sm):
     assert len(aws.sm.list_model_packages(ModelPackageGroupName=f"{P}-models")["ModelPackageSummaryList"]) == 1
 
 
+def test_nan_metric_gates_out_and_is_recorded(aws, sm):
+    job = _train(aws, "file:nan", {"roc_auc": float("nan")})
+    assert _done(job)["status"] == "gated_out"
+    assert aws.decisions("gated_out")[0]["details"]["value"] == "nan"
+
+
 def test_missing_metric_gates_out_with_a_reason(aws, sm):
     job = _train(aws, "file:nometric", {"accuracy": 0.9})
     assert _done(job)["status"] == "gated_out"
@@ -251,3 +257,22 @@ def test_failed_endpoint_is_deleted_and_the_waiting_model_creates_it_again(aws, 
     result = _endpoint_event("DELETING")
     assert result["status"] == "nothing_in_flight" and result["pending"]["status"] == "deploy_requested"
     assert aws.sm.describe_endpoint(EndpointName=ENDPOINT)["EndpointConfigName"].endswith(second[len(P) + 7:])
+
+
+@pytest.mark.parametrize("event", [
+    job_state_change("processing", f"{P}-train-x", "Completed"),
+    {"detail-type": "SageMaker Training Job State Change", "detail": {"TrainingJobName": f"{P}-train-x"}},
+    {"detail-type": "SageMaker Training Job State Change"},
+])
+def test_malformed_events_are_recorded_and_announced(aws, event):
+    from handlers.training_done import handler
+
+    assert handler(event, None)["status"] == "malformed"
+    [record] = aws.decisions("malformed_event")
+    assert record["pk"] == "event#training_done" and aws.notifications()
+
+
+def test_in_progress_and_foreign_jobs_start_nothing(aws, sm):
+    assert _done(f"{P}-train-x", "InProgress")["status"] == "not_terminal"
+    assert _done("other-train-x")["status"] == "ignored"
+    assert aws.sm.list_model_packages(ModelPackageGroupName=f"{P}-models")["ModelPackageSummaryList"] == []

@@ -20,6 +20,7 @@ def test_attribute_round_trip():
 
     value = {"s": "x", "i": 3, "f": 0.25, "b": True, "l": [1, "a", {"n": -2}], "m": {"k": 1.5e-7}}
     assert from_item(to_item(value)) == value
+    assert from_item(to_item({"x": float("nan"), "y": float("inf")})) == {"x": "nan", "y": "inf"}
 
 
 def test_record_has_what_why_which_when(ledger):

@@ -164,7 +164,10 @@ def _numeric_column(name: str, values: list, first_line: int) -> np.ndarray:
         if isinstance(value, bool):
             raise RequestError(400, f"column {name!r} (row {first_line + i}): {value!r} is not a number")
         if isinstance(value, (int, float)):
-            number = float(value)
+            try:
+                number = float(value)
+            except OverflowError:
+                raise RequestError(400, f"column {name!r} (row {first_line + i}): {value} is out of range") from None
         else:
             token = str(value).strip()
             if token in NA_TOKENS:
@@ -218,8 +221,13 @@ def _parse_csv_pandas(text: str, schema: FeatureSchema) -> Columns:
                                 f"({', '.join(order)})") from None
     if frame.empty:
         raise RequestError(400, "empty CSV body: send one row per line")
-    numeric, categorical = {}, {}
     first_line = 2 if has_header else 1
+    # na_filter=False keeps empty fields as "": a NaN can only come from a line with too few fields.
+    short = frame.isna().any(axis=1).to_numpy()
+    if short.any():
+        number = int(np.argmax(short)) + first_line
+        raise RequestError(400, f"CSV row {number} has fewer than {len(order)} fields ({', '.join(order)})")
+    numeric, categorical = {}, {}
     for name in order:
         values = frame[name].to_numpy(dtype=object)
         if kinds[name] == "numeric":

@@ -22,6 +22,7 @@ from ml_pipeline.serving.parsing import Columns, FeatureSchema
 
 log = logging.getLogger(__name__)
 _UNSEEN_PROBE = "\x00unseen-category\x00"
+FOREST_MAX_ROWS = 32  # above this, sklearn's compiled (and threaded) tree walk is faster
 
 
 @dataclass
@@ -103,6 +104,7 @@ class CompiledModel:
         self.compiled = self.blocks is not None
         if not self.compiled:
             log.warning("pipeline shape not recognised: serving through pipeline.predict (slower, same results)")
+        self.forest = self._compile_forest() if self.compiled else None
 
     @classmethod
     def load(cls, model_dir: str | Path) -> CompiledModel:
@@ -136,6 +138,44 @@ class CompiledModel:
                 return None
         return blocks
 
+    def _compile_forest(self):
+        """Trees as numpy arrays for small batches, kept only if they reproduce the estimator exactly."""
+        from ml_pipeline.serving.forest import Forest
+
+        try:
+            forest = Forest(self.estimator)
+            probe = self._probe_features()
+            if self.task == "classification":
+                same = np.array_equal(forest.predict_proba(probe), self.estimator.predict_proba(probe))
+            else:
+                same = np.array_equal(forest.predict(probe), self.estimator.predict(probe))
+        except Exception as exc:  # any other estimator: the estimator's own predict is used
+            log.info("trees not compiled (%s): using the estimator's predict", exc)
+            return None
+        if not same:
+            log.warning("compiled trees differ from the estimator on probe rows: using the estimator's predict")
+            return None
+        return forest
+
+    def _probe_features(self) -> np.ndarray:
+        """Rows spread over the reference quantiles, categories and missing values."""
+        rng = np.random.default_rng(0)
+        profile = self.metadata.get("reference_profile", {}).get("features", {})
+        n = 256
+        numeric, categorical = {}, {}
+        for name, kind in zip(self.schema.names, self.schema.kinds, strict=True):
+            entry = profile.get(name, {})
+            if kind == "numeric":
+                quantiles = entry.get("quantiles") or [0.0, 1.0]
+                values = rng.choice(np.asarray(quantiles, dtype=float), n)
+                values[rng.random(n) < 0.1] = np.nan
+                numeric[name] = values
+            else:
+                categories = list(entry.get("frequencies", {})) or ["a"]
+                values = np.array(rng.choice(categories + [None, "unseen"], n), dtype=object)
+                categorical[name] = values
+        return self.features(Columns(n, numeric, categorical))
+
     def features(self, parsed: Columns) -> np.ndarray:
         parts = [block.transform(parsed) for block in self.blocks]
         return parts[0] if len(parts) == 1 else np.hstack(parts)
@@ -157,13 +197,13 @@ class CompiledModel:
     def predict(self, parsed: Columns, probabilities: bool = False) -> Prediction:
         if self.compiled:
             x = self.features(parsed)
-            model = self.estimator
+            model = self.forest if self.forest is not None and parsed.rows <= FOREST_MAX_ROWS else self.estimator
         else:
             x = self.frame(parsed)
             model = self.pipeline
         if self.task == "classification":
             proba = model.predict_proba(x)
-            encoded = np.argmax(proba, axis=1)
+            encoded = np.argmax(proba, axis=1)  # sklearn's own rule: first maximum wins
             labels = [self.classes[i] for i in encoded]
             return Prediction(labels, proba if probabilities else None, self.classes)
         return Prediction(model.predict(x).tolist(), None, None)

@@ -109,3 +109,10 @@ def test_api_is_regional_and_validates_required_headers(synth):
     t.has_resource_properties("AWS::ApiGateway::RestApi", {
         "Name": f"{synth.config.prefix}-api", "EndpointConfiguration": {"Types": ["REGIONAL"]}})
     t.has_resource_properties("AWS::ApiGateway::RequestValidator", {"ValidateRequestParameters": True})
+
+
+def test_account_wide_api_logging_role_survives_stack_deletion(synth):
+    """AWS::ApiGateway::Account is one setting per account/region, shared by every stage's API."""
+    (account,) = synth.resources("Serving", "AWS::ApiGateway::Account").values()
+    role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
+    assert synth.templates["Serving"]["Resources"][role_id]["DeletionPolicy"] == "Retain"

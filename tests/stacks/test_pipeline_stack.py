@@ -217,8 +217,15 @@ def test_image_is_built_from_the_repo_root_with_the_base_image_build_arg(synth):
     assert source["platform"] == "linux/amd64"
     staged = synth.outdir / source["directory"]
     entries = {p.name for p in staged.iterdir()}
-    assert "container" in entries
-    assert not entries & {".venv", "node_modules", "cdk.out", ".local", ".git", "lambda", "tests", "stacks"}
+    assert "container" in entries and (staged / "container" / "Dockerfile").exists()
+    assert not entries & {".venv", "node_modules", "cdk.out", ".local", ".git"}
+    dockerignore = ROOT / ".dockerignore"
+    if dockerignore.exists():  # the whitelist decides the context (CONTRACTS.md): CDK must not widen it
+        assert entries <= {".dockerignore", "container", "kedro_project", "constraints.txt"}, entries
+        for line in dockerignore.read_text().splitlines():
+            line = line.strip()
+            if line and not line.startswith(("#", "!")) and "*" not in line:
+                assert not (staged / line.rstrip("/")).exists(), f"{line} is excluded by .dockerignore"
     env = next(iter(ours(synth).values()))[2]["Properties"]["Environment"]["Variables"]
     assert "container-assets" in json.dumps(env["IMAGE_URI"])
 
@@ -235,7 +242,8 @@ def sagemaker_role_statements(synth):
 def test_sagemaker_role_reads_data_writes_artifacts_and_nothing_else(synth):
     statements = sagemaker_role_statements(synth)
     actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:PutObject", "kms:Decrypt",
+    assert actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation",
+                       "s3:PutObject", "kms:Decrypt",
                        "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant",
                        "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
                        "ecr:GetAuthorizationToken", "logs:CreateLogGroup", "logs:CreateLogStream",
@@ -249,3 +257,15 @@ def test_sagemaker_role_reads_data_writes_artifacts_and_nothing_else(synth):
     assert "/quarantine/" not in text
     metrics = next(s for s in statements if s["Action"] == "cloudwatch:PutMetricData")
     assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+
+
+def test_stacks_output_what_users_and_the_local_stack_need(synth):
+    expected = {"Storage": {"DataBucketName", "ArtifactsBucketName", "LedgerTableName", "KmsKeyArn"},
+                "Pipeline": {"NotificationTopicArn", "DeadLetterQueueUrl", "ImageUri", "SageMakerRoleArn"},
+                "Serving": {"EndpointName", "InvokeUrl"},
+                "Monitoring": {"DashboardName", "RetrainFunctionName"}}
+    if synth.config.api_auth == "api_key":
+        expected["Serving"].add("ApiKeyId")
+    for kind, names in expected.items():
+        outputs = {k for k, v in synth.templates[kind].get("Outputs", {}).items() if "Export" not in v}
+        assert outputs == names, kind

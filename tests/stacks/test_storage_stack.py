@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from aws_cdk.assertions import Match
 
@@ -113,3 +115,10 @@ def test_dev_cleans_up_on_stack_delete(dev):
         for res in dev.resources("Storage", type_).values():
             assert res["DeletionPolicy"] == "Delete"
     assert len(dev.resources("Storage", "Custom::S3AutoDeleteObjects")) == 3
+
+
+def test_prod_storage_stack_has_termination_protection(prod, dev):
+    for synth, expected in ((prod, True), (dev, False)):
+        manifest = json.loads((synth.outdir / "manifest.json").read_text())
+        props = manifest["artifacts"][synth.stack_names["Storage"]]["properties"]
+        assert props.get("terminationProtection", False) is expected
