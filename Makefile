@@ -12,7 +12,6 @@ export DO_NOT_TRACK := 1
 export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
-export PYTHONDONTWRITEBYTECODE := 1
 
 .PHONY: help install test synth deploy destroy demo up down status bench bench-smoke image clean
 
@@ -30,7 +29,7 @@ install: $(VENV)/.installed node_modules/.installed
 $(VENV)/.installed: requirements.txt requirements-dev.txt container/requirements.txt constraints.txt kedro_project/pyproject.toml
 	@command -v uv >/dev/null 2>&1 || python3 -m pip install --quiet "uv==0.13.8"
 	@test -x $(PY) || uv venv --quiet --python $(PY_VERSION) $(VENV)
-	uv pip install --quiet --python $(PY) -r requirements-dev.txt -c constraints.txt
+	uv pip install --quiet --compile-bytecode --python $(PY) -r requirements-dev.txt -c constraints.txt
 	uv pip install --quiet --python $(PY) --no-deps -e kedro_project
 	@touch $@
 

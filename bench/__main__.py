@@ -31,7 +31,7 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path) -> list[common.F
     if name == "train":
         from bench import train_bench
 
-        return train_bench.run(smoke=args.smoke, workdir=workdir / "train", big=not args.skip_10m)
+        return train_bench.run(smoke=args.smoke, workdir=workdir / "train", big=not args.skip_10m, order=args.train_order)
     if name == "control":
         from bench import control_bench
 
@@ -56,6 +56,8 @@ def main(argv: list[str] | None = None) -> int:
                                           "or WORKDIR/smoke-results.json with --smoke)")
     parser.add_argument("--model-root", help="serve/batch: an existing OPT_ML_ROOT to serve instead of training one")
     parser.add_argument("--skip-10m", action="store_true", help="train: skip the 10M-row memory point")
+    parser.add_argument("--train-order", choices=["abba", "ours-first", "bare-first"], default="abba",
+                        help="train: order of the runs (abba = ours, bare, bare, ours: cancels a drifting load)")
     args = parser.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     for n in names:

@@ -160,6 +160,7 @@ class Measured:
     peak_rss_mib: float  # sampled sum over the process tree (what the machine must hold)
     max_rss_mib: float  # kernel's high-water mark of the largest single process (wait4)
     output: str
+    cpu_s: float = 0.0  # user + system CPU of the child and its reaped children (wait4)
 
 
 def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path | None = None,
@@ -210,7 +211,7 @@ def run_measured(cmd: list[str], *, env: dict[str, str] | None = None, cwd: Path
         sampler.join()
         proc.returncode = os.waitstatus_to_exitcode(status)
     text = log.read_text(errors="replace")
-    return Measured(proc.returncode, wall, peak / 2**20, usage.ru_maxrss / 1024, text)
+    return Measured(proc.returncode, wall, peak / 2**20, usage.ru_maxrss / 1024, text, usage.ru_utime + usage.ru_stime)
 
 
 def save_json(path: Path, data: Any) -> None:

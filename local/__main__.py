@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
         p.add_argument("--cdk-out", help="where to synthesize (default: cdk.out)")
         p.add_argument("--no-synth", action="store_true", help="use the existing cdk.out as is")
         if name == "demo":
-            p.add_argument("--rows", type=int, default=3000, help="sample rows to upload")
+            p.add_argument("--rows", type=int, default=1000, help="sample rows to upload")
     sub.add_parser("down")
     p = sub.add_parser("status")
     p.add_argument("rest", nargs=argparse.REMAINDER, help="passed to mlops_control.status (--file, --limit, --json)")

@@ -77,7 +77,7 @@ class Progress:
         return None
 
 
-def run_demo(settings: Settings, rows: int = 3000, timeout: float = 240.0) -> int:
+def run_demo(settings: Settings, rows: int = 1000, timeout: float = 240.0) -> int:
     wall = time.time()
     stack = EmbeddedStack(settings)
     print("1. synthesizing the CDK app and starting the embedded stack ...", flush=True)

@@ -79,6 +79,7 @@ class EndpointManager:
         self._s3 = aws.client("s3", aws_url, region)
         self._cw = aws.client("cloudwatch", aws_url, region)
         self._live: dict[str, Fleet] = {}
+        self._started: list[Fleet] = []  # every fleet ever started: stop() leaves no process behind
         self._lock = threading.RLock()
         self._endpoint_locks: dict[str, threading.Lock] = {}
         self._threads: list[threading.Thread] = []
@@ -109,6 +110,10 @@ class EndpointManager:
     def busy(self) -> bool:
         return any(t.is_alive() for t in self._threads)
 
+    def live_configs(self) -> dict[str, str]:
+        with self._lock:
+            return {name: fleet.config_name for name, fleet in self._live.items()}
+
     def live_config(self, name: str) -> str | None:
         with self._lock:
             fleet = self._live.get(name)
@@ -138,13 +143,15 @@ class EndpointManager:
             return
         config_name = new_config or endpoint.endpoint_config_name
         self._emit(name)  # CREATING / UPDATING
+        with self._lock:
+            previous = self._live.get(name)
         try:
             fleet = self._start_fleet(name, config_name)
             healthy, why = self._wait_healthy(fleet)
         except Exception as exc:
             fleet, healthy, why = None, False, f"{type(exc).__name__}: {exc}"
         if healthy and fleet is not None and not is_create:
-            healthy, why = self._bake(name, fleet, deployment_config)
+            healthy, why = self._bake(name, fleet, previous, deployment_config)
         endpoint = backend.endpoints.get(name)
         if endpoint is None:  # deleted meanwhile
             if fleet is not None:
@@ -153,10 +160,9 @@ class EndpointManager:
         now = datetime.now(timezone.utc)
         if healthy and fleet is not None:
             with self._lock:
-                old = self._live.get(name)
                 self._live[name] = fleet
-            if old is not None and old is not fleet:
-                old.stop()
+            if previous is not None and previous is not fleet:
+                previous.stop()  # blue/green: the old fleet goes only once the new one serves
             config = backend.endpoint_configs[config_name]
             endpoint.endpoint_config_name = config_name
             endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
@@ -203,6 +209,8 @@ class EndpointManager:
         log_path.parent.mkdir(parents=True, exist_ok=True)
         capture = config.data_capture_config if (config.data_capture_config or {}).get("EnableCapture") else None
         fleet = Fleet(config_name, variant["VariantName"], port, directory, capture, log_path=log_path)
+        with self._lock:
+            self._started.append(fleet)
         env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
         with log_path.open("ab") as out:
             if self.runtime.mode == "docker":
@@ -241,7 +249,8 @@ class EndpointManager:
             time.sleep(0.2)
         return False, f"no 200 from /ping within {self.health_timeout:.0f} s ({last})"
 
-    def _bake(self, name: str, fleet: Fleet, deployment_config: dict[str, Any] | None) -> tuple[bool, str]:
+    def _bake(self, name: str, fleet: Fleet, old: Fleet | None,
+              deployment_config: dict[str, Any] | None) -> tuple[bool, str]:
         """Blue/green bake: route to the new fleet, watch the auto-rollback alarms, keep the old fleet ready."""
         alarms = [a["AlarmName"] for a in
                   ((deployment_config or {}).get("AutoRollbackConfiguration") or {}).get("Alarms", [])]
@@ -250,7 +259,6 @@ class EndpointManager:
         if not alarms or self.alarm_state is None:
             return True, ""
         with self._lock:
-            old = self._live.get(name)
             self._live[name] = fleet
         deadline = time.time() + min(wait, self.max_bake_seconds)
         while True:
@@ -362,7 +370,7 @@ class EndpointManager:
         self._stop.set()
         self.flush()
         with self._lock:
-            fleets = list(self._live.values())
+            fleets = list(self._started)
             self._live.clear()
         for fleet in fleets:
             fleet.stop()

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import queue
 import subprocess
 import sys
@@ -69,7 +68,11 @@ class _Worker:
 
     def _start(self) -> subprocess.Popen[str]:
         env = {**self.base_env, **self.spec.environment}
-        env["PYTHONPATH"] = os.pathsep.join([str(self.spec.code_dir), str(Path(__file__).resolve().parents[1])])
+        # Only the function's code is importable (as in /var/task); the worker runs by path, so the
+        # repository's own packages (local/, stacks/) are not on the handler's sys.path.
+        env["PYTHONPATH"] = str(self.spec.code_dir)
+        env["LAMBDA_TASK_ROOT"] = str(self.spec.code_dir)
+        env["_HANDLER"] = self.spec.handler
         env["AWS_LAMBDA_FUNCTION_NAME"] = self.spec.name
         env["AWS_LAMBDA_FUNCTION_MEMORY_SIZE"] = str(self.spec.memory)
         env["AWS_LAMBDA_FUNCTION_TIMEOUT"] = str(self.spec.timeout)
@@ -77,7 +80,8 @@ class _Worker:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         self._log_file = self.log_path.open("a")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "local.lambda_worker", self.spec.handler],
+            [sys.executable, "-c", "import runpy, sys; runpy.run_path(sys.argv[1], run_name='__main__')",
+             str(Path(__file__).with_name("lambda_worker.py"))],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._log_file, text=True,
             env=env, cwd=str(self.spec.code_dir), bufsize=1,
         )

@@ -140,6 +140,13 @@ class JobRunner:
         if proc is not None and proc.poll() is None:
             proc.terminate()
 
+    def stop_all(self) -> None:
+        """Stop every running job (the stack is shutting down)."""
+        with self._lock:
+            names = list(self._procs)
+        for name in names:
+            self.stop_requested(name)
+
     @property
     def busy(self) -> bool:
         with self._lock:

@@ -32,7 +32,7 @@ class Context:
 
 
 def main() -> None:
-    handler_path = sys.argv[1]
+    handler_path = os.environ["_HANDLER"]  # as the Lambda runtime reads it
     protocol = os.fdopen(os.dup(1), "w", buffering=1)
     os.dup2(2, 1)
     sys.stdout = sys.stderr

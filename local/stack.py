@@ -18,7 +18,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -156,8 +156,7 @@ class EmbeddedStack:
         if self.endpoints is not None:
             self.endpoints.stop()
         if self.jobs is not None:
-            for name in list(self.jobs._procs):
-                self.jobs.stop_requested(name)
+            self.jobs.stop_all()
         if self.functions is not None:
             self.functions.stop()
         if self.runtime is not None:
@@ -282,11 +281,13 @@ class EmbeddedStack:
             if not rtype.startswith(NOT_EMULATED_PREFIXES):
                 log.info("%s/%s: %s is not emulated", s, logical_id, rtype)
             self.not_emulated.append(f"{s}/{logical_id} ({rtype})")
+            # A placeholder keeps references to it resolvable (e.g. the API's URL in an output).
             placeholder = name or logical_id
-            attrs = {"Arn": arn(rtype.split("::")[1].lower(), placeholder), "RootResourceId": f"{logical_id.lower()[:10]}root"}
             if rtype == "AWS::ApiGateway::RestApi":
-                placeholder = f"local{abs(hash(logical_id)) % 10**6:06d}"
-            self.resolver.register(s, logical_id, placeholder, **attrs)
+                placeholder = cfn.cfn_physical_name(s, logical_id).rsplit("-", 1)[1].lower()[:10]
+            self.resolver.register(s, logical_id, placeholder,
+                                   Arn=arn(rtype.split("::")[1].lower(), placeholder),
+                                   RootResourceId=f"{placeholder[:6]}root")
 
     def _create_bucket(self, name: str, props: dict[str, Any]) -> None:
         s3 = self.client("s3")
@@ -723,7 +724,7 @@ class EmbeddedStack:
                 "busy": self.busy(),
                 "alarms": {n: s.state for n, s in self.alarm_states.items()},
                 "unsupported_alarms": self.unsupported_alarms,
-                "endpoints": {name: self.endpoints.live_config(name) for name in list(self.endpoints._live)},
+                "endpoints": self.endpoints.live_configs(),
                 "invocations": {f.spec.handler: f.invocations for f in self.functions.by_name.values()},
                 "not_emulated": self.not_emulated,
             }

@@ -22,7 +22,7 @@ SLOT = ("pipeline", "endpoint")
 PRODUCTION = ("pipeline", "production")
 STABLE = ("InService", "Failed", "OutOfService")
 _INFLIGHT = ("inflight_config", "inflight_job", "inflight_package", "inflight_model", "inflight_since",
-             "inflight_metrics", "inflight_task", "inflight_model_data_url", "previous_config")
+             "inflight_metrics", "inflight_task", "inflight_model_data_url", "inflight_requested", "previous_config")
 
 
 def _sm() -> Any:
@@ -278,6 +278,9 @@ def deploy_model(settings: Settings, ledger: Ledger, job: str, model_data_url: s
     except Exception:
         ledger.update(*SLOT, remove=_INFLIGHT, condition="#inflight_config = :cfg", condition_values={":cfg": cfg})
         raise
+    # Only now may an endpoint event judge this deployment: one arriving between taking the slot and the
+    # Create/UpdateEndpoint call would otherwise see the old config and call it a rollback.
+    ledger.update(*SLOT, set_values={"inflight_requested": True})
     ledger.record(subject, "deploy_requested",
                   f"{action}: {settings.endpoint_name} → {cfg} (previous: {(endpoint or {}).get('EndpointConfigName') or 'none'})",
                   job=job, model=package_arn, details={"config": cfg, "model_name": model, "action": action})
@@ -304,6 +307,8 @@ def verify(settings: Settings, ledger: Ledger) -> dict:
     requested = slot.get("inflight_config")
     if not requested:
         result: dict = {"status": "nothing_in_flight", "endpoint_status": status}
+    elif not slot.get("inflight_requested"):
+        return {"status": "waiting", "reason": f"the request for {requested} is being made"}
     else:
         claim = ledger.claim(f"claim#deploy#{requested}#{slot.get('inflight_since')}", "verify", lease_seconds=300)
         if claim.status == "busy":

@@ -149,8 +149,16 @@ def parse_job_state_change(event: Any, kind: str) -> JobStateChange:
         kind=kind,
         name=str(_require(detail, f"{prefix}Name", "detail")),
         status=str(_require(detail, f"{prefix}Status", "detail")),
-        failure_reason=detail.get("FailureReason") or detail.get("ExitMessage") or None,
+        failure_reason=failure_text(detail),
     )
+
+
+def failure_text(described: Mapping[str, Any]) -> str | None:
+    """FailureReason may only say the container exited non-zero; a processing container's own reason
+    (/opt/ml/output/message) arrives as ExitMessage. Both, when they differ."""
+    parts = [str(described[k]).strip() for k in ("FailureReason", "ExitMessage") if described.get(k)]
+    unique = [p for i, p in enumerate(parts) if p and p not in parts[:i]]
+    return " — ".join(unique) or None
 
 
 def is_terminal(status: str) -> bool:

@@ -271,12 +271,26 @@ def processing_finished(settings: Settings, ledger: Ledger, job: str, status: st
         ledger.record(f"job#{job}", "duplicate_skipped", f"completion of {job} ({status}) already handled", job=job, ttl_days=30)
         return {"status": "duplicate"}
     try:
+        if status != "Completed":
+            failure = _job_failure(job) or failure
         result = (validation_finished if kind == "val" else monitor_finished)(settings, ledger, job, status, failure)
     except Exception as exc:
         ledger.release(claim_pk, "done", f"{type(exc).__name__}: {exc}")
         raise
     ledger.complete(claim_pk, "done", {"outcome": result.get("status")})
     return result
+
+
+def _job_failure(job: str) -> str | None:
+    """The job's own account of why it failed (the event may carry only part of it)."""
+    from .events import failure_text
+
+    try:
+        return failure_text(clients.get("sagemaker").describe_processing_job(ProcessingJobName=job))
+    except Exception as exc:  # noqa: BLE001
+        if clients.is_not_found(exc):
+            return None
+        raise
 
 
 def start_monitoring(settings: Settings, ledger: Ledger, event_id: str, tick_time: str) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 
 from .settings import KNOWN_METRICS, Settings
@@ -112,12 +113,21 @@ def monitor_request(settings: Settings, name: str, production_model_uri: str | N
     return _processing(settings, name, "monitor", [capture, *_model_input(production_model_uri)], "mon")
 
 
-def training_request(settings: Settings, name: str) -> dict:
+HYPERPARAMETER_VALUE_LIMIT = 2500  # SageMaker's limit on one hyperparameter value
+
+
+def training_request(settings: Settings, name: str, inputs: list[dict] | None = None) -> dict:
     hyperparameters = {
         "target_column": settings.target_column, "task": settings.task,
         "tuning_iterations": "0", "cv_folds": "5", "seed": "42",
         **settings.training_hyperparameters,
     }
+    if inputs:
+        # Lineage for the model's metadata.json (the container hashes the files it reads either way); only
+        # when it fits in one hyperparameter value.
+        listed = json.dumps([{"uri": i["uri"], "version": i.get("version")} for i in inputs], separators=(",", ":"))
+        if len(listed) <= HYPERPARAMETER_VALUE_LIMIT:
+            hyperparameters["lineage_inputs"] = listed
     return {
         "TrainingJobName": name,
         "RoleArn": settings.sagemaker_role_arn,
@@ -135,6 +145,7 @@ def training_request(settings: Settings, name: str) -> dict:
                            "VolumeKmsKeyId": settings.kms_key_arn},
         "StoppingCondition": {"MaxRuntimeInSeconds": settings.max_runtime_seconds},
         "EnableNetworkIsolation": True,
+        "Environment": {"IMAGE_URI": settings.image_uri},
         "Tags": [{"Key": "pipeline", "Value": settings.name_prefix}],
     }
 

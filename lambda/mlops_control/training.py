@@ -113,7 +113,7 @@ def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str,
     try:
         inputs = snapshot_inputs(settings, job)
         try:
-            clients.get("sagemaker").create_training_job(**jobs.training_request(settings, job))
+            clients.get("sagemaker").create_training_job(**jobs.training_request(settings, job, inputs))
             outcome = "training_started"
         except Exception as exc:  # noqa: BLE001
             if not clients.is_already_exists(exc):

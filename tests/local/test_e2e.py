@@ -42,7 +42,7 @@ def _predict(stack, body):
 def first_model(stack, sample, tmp_path_factory):
     work = tmp_path_factory.mktemp("data")
     target = stack.env["TARGET_COLUMN"]
-    data = sample(work / "churn.csv", 2000, seed=7, target=target)
+    data = sample(work / "churn.csv", 1200, seed=7, target=target)
     stack.client("s3").upload_file(str(data), stack.output("DataBucketName"), "incoming/churn.csv")
     config = stack.wait_for("a model serving", stack.live_config, timeout=300)
     return {"config": config, "work": work, "target": target}
@@ -69,6 +69,8 @@ def test_the_same_upload_delivered_twice_starts_one_job(stack, first_model):
     jobs = stack.client("sagemaker").list_processing_jobs(NameContains=f"{stack.env['NAME_PREFIX']}-val-")
     names = [j["ProcessingJobName"] for j in jobs["ProcessingJobSummaries"]]
     assert len(names) == 1, names
+    skipped = [r for r in stack.ledger() if r["decision"] == "duplicate_skipped" and "churn.csv" in str(r.get("file"))]
+    assert len(skipped) == 1, skipped
 
 
 def test_malformed_file_is_quarantined_with_a_report_and_the_old_model_keeps_serving(stack, first_model, sample):
@@ -102,7 +104,7 @@ def test_malformed_file_is_quarantined_with_a_report_and_the_old_model_keeps_ser
 
 def test_drift_fires_the_alarm_once_and_one_retrain_deploys_a_new_model(stack, first_model, sample):
     target = first_model["target"]
-    drifted = sample(first_model["work"] / "drifted.csv", 1500, seed=11, target=target, drift=True)
+    drifted = sample(first_model["work"] / "drifted.csv", 1000, seed=11, target=target, drift=True)
     stack.client("s3").upload_file(str(drifted), stack.output("DataBucketName"), "incoming/drifted.csv")
     stack.control("POST", "idle", {"timeout": 300})
     served_before_alarm = stack.live_config()
@@ -116,6 +118,8 @@ def test_drift_fires_the_alarm_once_and_one_retrain_deploys_a_new_model(stack, f
     assert len(retrain_calls) == 1, retrain_calls
     requested = [r for r in stack.ledger() if r["decision"] == "retrain_requested"]
     assert len(requested) == 1, requested
+    notices = [json.loads(line) for line in (stack.state_dir / "logs" / "sns.log").read_text().splitlines()]
+    assert [n for n in notices if (n["subject"] or "").startswith(f'ALARM: "{alarm}"')], "no SNS alarm notification"
     config = stack.wait_for("the retrained model serving", lambda: (c := stack.live_config()) not in (None, served_before_alarm) and c)
     assert config != first_model["config"]
     holdout = sample(first_model["work"] / "holdout2.csv", 100, seed=123, target=target)

@@ -15,7 +15,8 @@ def handler(event, context):
         import time; time.sleep(event["sleep"])
     print("logged to the function log")
     return {"env": os.environ["STAGE_VALUE"], "warm_calls": len(calls),
-            "remaining_ms": context.get_remaining_time_in_millis(), "name": context.function_name}
+            "remaining_ms": context.get_remaining_time_in_millis(), "name": context.function_name,
+            "local_importable": __import__("importlib").util.find_spec("local") is not None}
 '''
 
 
@@ -41,6 +42,7 @@ def test_sync_invoke_is_warm_and_sees_the_template_environment(tmp_path):
         assert first["env"] == "from-template" and first["name"] == "p-fn"
         assert (first["warm_calls"], second["warm_calls"]) == (1, 2)
         assert 0 < first["remaining_ms"] <= 5000
+        assert first["local_importable"] is False  # only the function's own code is on its path
         assert "logged to the function log" in (tmp_path / "logs" / "p-fn.log").read_text()
     finally:
         registry.stop()

@@ -29,8 +29,11 @@ url, region = server.url, "us-east-1"
 emitted = []
 base_env = {"PATH": "/usr/bin:/bin", **aws.client_environment(url, region)}
 runner = JobRunner(region, url, work / "jobs", ContainerRuntime("process"), emitted.append, base_env)
+alarm_states = {"rollback-alarm": "OK"}
 endpoints = EndpointManager(region, url, work / "endpoints", ContainerRuntime("process"), emitted.append, base_env,
-                            health_timeout=4, flush_interval=3600)
+                            health_timeout=4, flush_interval=3600, max_bake_seconds=1,
+                            alarm_state=lambda name: alarm_states.get(name, "INSUFFICIENT_DATA"))
+import atexit; atexit.register(endpoints.stop)  # no serving process outlives a failed run
 class Hooks:
     def training_job_created(self, n): runner.training_job_created(n)
     def processing_job_created(self, n): runner.processing_job_created(n)
@@ -95,7 +98,7 @@ for model, env in (("m-ok", {}), ("m-broken", {"STUB_BROKEN": "1"})):
     sm.create_model(ModelName=model, ExecutionRoleArn="arn:aws:iam::123456789012:role/r",
                     PrimaryContainer={"Image": "img", "ModelDataUrl": "s3://art/models/t-ok/output/model.tar.gz",
                                       "Environment": env})
-for config, model in (("c1", "m-ok"), ("c2", "m-ok"), ("c3", "m-broken")):
+for config, model in (("c1", "m-ok"), ("c2", "m-ok"), ("c3", "m-broken"), ("c4", "m-ok")):
     sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[{"VariantName": "AllTraffic",
         "ModelName": model, "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
         DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 100,
@@ -108,12 +111,24 @@ def wait_endpoint():
 sm.create_endpoint(EndpointName="ep", EndpointConfigName="c1"); wait_endpoint()
 out["created"] = [sm.describe_endpoint(EndpointName="ep")["EndpointStatus"], endpoints.live_config("ep")]
 first_port = endpoints.route("ep").port
-sm.update_endpoint(EndpointName="ep", EndpointConfigName="c2"); wait_endpoint()
+first_fleet = endpoints._live["ep"]
+blue_green = {"BlueGreenUpdatePolicy": {"TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
+              "TerminationWaitInSeconds": 600}, "AutoRollbackConfiguration": {"Alarms": [{"AlarmName": "rollback-alarm"}]}}
+sm.update_endpoint(EndpointName="ep", EndpointConfigName="c2", DeploymentConfig=blue_green); wait_endpoint()
 d = sm.describe_endpoint(EndpointName="ep")
 out["updated"] = [d["EndpointStatus"], d["EndpointConfigName"], endpoints.route("ep").port != first_port]
+out["old_fleet_stopped"] = first_fleet.proc.poll() is not None
 sm.update_endpoint(EndpointName="ep", EndpointConfigName="c3"); wait_endpoint()
 d = sm.describe_endpoint(EndpointName="ep")
 out["rolled_back"] = [d["EndpointStatus"], d["EndpointConfigName"], d.get("FailureReason", ""), endpoints.live_config("ep")]
+live_before = endpoints._live["ep"]
+alarm_states["rollback-alarm"] = "ALARM"
+sm.update_endpoint(EndpointName="ep", EndpointConfigName="c4", DeploymentConfig=blue_green); wait_endpoint()
+d = sm.describe_endpoint(EndpointName="ep")
+baked = [f for f in endpoints._started if f.config_name == "c4"][0]
+out["alarm_rollback"] = [d["EndpointStatus"], d["EndpointConfigName"], d.get("FailureReason", ""),
+                         endpoints._live["ep"] is live_before, baked.proc.poll() is not None]
+alarm_states["rollback-alarm"] = "OK"
 out["endpoint_events"] = [(e["detail"]["EndpointStatus"], e["detail"]["EndpointConfigName"]) for e in emitted]
 import urllib.request
 route = endpoints.route("ep")
@@ -127,6 +142,7 @@ out["capture"] = json.loads(s3.get_object(Bucket="art", Key=keys[0])["Body"].rea
 cw = aws.cloudwatch_backend(region)
 out["metrics"] = sorted({m.name for m in cw.metric_data if m.namespace == "AWS/SageMaker"})
 endpoints.stop()
+out["all_stopped"] = all(f.proc.poll() is not None for f in endpoints._started)
 print(json.dumps(out))
 server.stop()
 '''
@@ -179,8 +195,18 @@ def test_endpoint_blue_green_update_and_rollback_of_a_fleet_that_never_gets_heal
     status, config, reason, live = out["rolled_back"]
     assert (status, config, live) == ("InService", "c2", "c2")
     assert "ping health check" in reason
+    assert out["old_fleet_stopped"]
     assert out["endpoint_events"] == [["CREATING", "c1"], ["IN_SERVICE", "c1"], ["UPDATING", "c1"],
-                                      ["IN_SERVICE", "c2"], ["UPDATING", "c2"], ["IN_SERVICE", "c2"]]
+                                      ["IN_SERVICE", "c2"], ["UPDATING", "c2"], ["IN_SERVICE", "c2"],
+                                      ["UPDATING", "c2"], ["IN_SERVICE", "c2"]]
+
+
+def test_an_auto_rollback_alarm_during_the_bake_rolls_the_update_back():
+    status, config, reason, old_fleet_serves, new_fleet_stopped = run()["alarm_rollback"]
+    assert (status, config) == ("InService", "c2")
+    assert "rollback-alarm" in reason
+    assert old_fleet_serves and new_fleet_stopped
+    assert run()["all_stopped"]
 
 
 def test_data_capture_and_endpoint_metrics():

@@ -276,3 +276,22 @@ def test_in_progress_and_foreign_jobs_start_nothing(aws, sm):
     assert _done(f"{P}-train-x", "InProgress")["status"] == "not_terminal"
     assert _done("other-train-x")["status"] == "ignored"
     assert aws.sm.list_model_packages(ModelPackageGroupName=f"{P}-models")["ModelPackageSummaryList"] == []
+
+
+def test_endpoint_event_before_the_update_is_requested_is_not_mistaken_for_a_rollback(aws, sm):
+    """An event that lands between taking the deployment slot and calling UpdateEndpoint sees the old config
+    live; it must wait, not record a rollback."""
+    _deploy_first(aws, sm)
+    second = _train(aws, "file:second", {"roc_auc": 0.9})
+    seen: list[dict] = []
+    real_update = sm.update_endpoint
+
+    def update_after_a_stray_event(**kwargs):
+        seen.append(_endpoint_event())  # the endpoint is still InService on the old config here
+        return real_update(**kwargs)
+
+    sm.update_endpoint = update_after_a_stray_event
+    assert _done(second)["status"] == "deploy_requested"
+    assert seen[0]["status"] == "waiting" and aws.decisions("rolled_back") == []
+    sm.settle(ENDPOINT)
+    assert _endpoint_event()["status"] == "deployed"

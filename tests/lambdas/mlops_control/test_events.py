@@ -86,3 +86,14 @@ def test_summary_is_bounded():
 
     assert summarise({"x": "y" * 5000}).endswith("...(truncated)") and len(summarise({"x": "y" * 5000})) < 1600
     assert summarise(object())  # not JSON-serialisable still gives text
+
+
+def test_processing_failure_combines_failure_reason_and_the_containers_exit_message():
+    from mlops_control.events import failure_text, parse_job_state_change
+
+    event = job_state_change("processing", "j", "Failed", "AlgorithmError: the container exited with code 1")
+    event["detail"]["ExitMessage"] = "cannot read parquet: magic bytes not found"
+    assert parse_job_state_change(event, "processing").failure_reason == (
+        "AlgorithmError: the container exited with code 1 — cannot read parquet: magic bytes not found")
+    assert failure_text({"FailureReason": "x", "ExitMessage": "x"}) == "x"
+    assert failure_text({}) is None

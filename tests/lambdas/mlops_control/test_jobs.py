@@ -63,3 +63,16 @@ def test_test_metrics_reads_only_test_entries():
     assert test_metrics([{"MetricName": "test:roc_auc", "Value": 0.8}, {"MetricName": "train:loss", "Value": 1.0},
                          {"MetricName": "test:rmse", "Value": 2}]) == {"roc_auc": 0.8, "rmse": 2.0}
     assert test_metrics(None) == {}
+
+
+def test_training_request_carries_lineage_when_it_fits(s):
+    import json
+
+    from mlops_control.jobs import training_request
+
+    inputs = [{"uri": f"s3://d/validated/{i}.csv", "version": f"v{i}"} for i in range(3)]
+    request = training_request(s, f"{P}-train-abc", inputs)
+    assert json.loads(request["HyperParameters"]["lineage_inputs"])[2] == {"uri": "s3://d/validated/2.csv", "version": "v2"}
+    assert request["Environment"] == {"IMAGE_URI": ENV["IMAGE_URI"]}
+    many = [{"uri": f"s3://d/validated/{i:05}.csv", "version": "v" * 30} for i in range(200)]
+    assert "lineage_inputs" not in training_request(s, f"{P}-train-abc", many)["HyperParameters"]

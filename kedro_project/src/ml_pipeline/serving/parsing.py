@@ -210,6 +210,7 @@ def _parse_csv_pandas(text: str, schema: FeatureSchema) -> Columns:
         order = header
     else:
         order = list(schema.names)
+    _check_field_counts(text, len(order), order, skip_first=has_header)
     kinds = dict(zip(schema.names, schema.kinds, strict=True))
     dtypes = {n: (object if kinds[n] == "categorical" else str) for n in order}
     try:
@@ -222,11 +223,6 @@ def _parse_csv_pandas(text: str, schema: FeatureSchema) -> Columns:
     if frame.empty:
         raise RequestError(400, "empty CSV body: send one row per line")
     first_line = 2 if has_header else 1
-    # na_filter=False keeps empty fields as "": a NaN can only come from a line with too few fields.
-    short = frame.isna().any(axis=1).to_numpy()
-    if short.any():
-        number = int(np.argmax(short)) + first_line
-        raise RequestError(400, f"CSV row {number} has fewer than {len(order)} fields ({', '.join(order)})")
     numeric, categorical = {}, {}
     for name in order:
         values = frame[name].to_numpy(dtype=object)
@@ -238,6 +234,17 @@ def _parse_csv_pandas(text: str, schema: FeatureSchema) -> Columns:
             values[missing] = None
             categorical[name] = values
     return Columns(len(frame), numeric, categorical)
+
+
+def _check_field_counts(text: str, width: int, order: list[str], skip_first: bool) -> None:
+    """pandas pads short lines silently; the small path refuses them, so the large path must too."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    rows = csv.reader(lines) if '"' in text else (line.split(",") for line in lines)
+    for number, row in enumerate(rows, start=1):
+        if skip_first and number == 1:
+            continue
+        if len(row) != width:
+            raise RequestError(400, f"CSV line {number} has {len(row)} fields, expected {width} ({', '.join(order)})")
 
 
 def _numeric_vector(name: str, values: np.ndarray, first_line: int) -> np.ndarray:
