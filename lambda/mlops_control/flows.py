@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import events
-from .runtime import Busy
+from .runtime import once_per_job
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -39,20 +39,7 @@ def training_done(settings: Settings, ledger: Ledger, event: Any) -> dict:
     if not job.startswith(f"{settings.name_prefix}-train-"):
         ledger.record(f"job#{job}", "ignored", "not a training job of this pipeline", job=job, ttl_days=30)
         return {"status": "ignored"}
-    claim_pk = f"claim#job#{job}"
-    claim = ledger.claim(claim_pk, "done", lease_seconds=600)
-    if not claim.acquired:
-        if claim.status == "busy":
-            raise Busy(f"the completion of {job} is being handled by another delivery")
-        ledger.record(f"job#{job}", "duplicate_skipped", f"completion of {job} already handled", job=job, ttl_days=30)
-        return {"status": "duplicate"}
-    try:
-        result = _training_finished(settings, ledger, job)
-    except Exception as exc:
-        ledger.release(claim_pk, "done", f"{type(exc).__name__}: {exc}")
-        raise
-    ledger.complete(claim_pk, "done", {"outcome": result.get("status")})
-    return result
+    return once_per_job(ledger, job, change.status, lambda: _training_finished(settings, ledger, job))
 
 
 def _training_finished(settings: Settings, ledger: Ledger, job: str) -> dict:

@@ -9,7 +9,7 @@ from . import clients, jobs
 from .events import ObjectCreated
 from .ledger import Ledger
 from .notify import publish, put_metrics, report_metrics
-from .runtime import Busy
+from .runtime import Busy, once_per_job
 from .settings import Settings
 from .training import request_training
 
@@ -263,22 +263,12 @@ def processing_finished(settings: Settings, ledger: Ledger, job: str, status: st
     if kind not in ("val", "mon"):
         ledger.record(f"job#{job}", "ignored", "not a validation or monitoring job of this pipeline", job=job, ttl_days=30)
         return {"status": "ignored"}
-    claim_pk = f"claim#job#{job}"
-    claim = ledger.claim(claim_pk, "done", lease_seconds=600)
-    if not claim.acquired:
-        if claim.status == "busy":
-            raise Busy(f"the completion of {job} is being handled by another delivery")
-        ledger.record(f"job#{job}", "duplicate_skipped", f"completion of {job} ({status}) already handled", job=job, ttl_days=30)
-        return {"status": "duplicate"}
-    try:
-        if status != "Completed":
-            failure = _job_failure(job) or failure
-        result = (validation_finished if kind == "val" else monitor_finished)(settings, ledger, job, status, failure)
-    except Exception as exc:
-        ledger.release(claim_pk, "done", f"{type(exc).__name__}: {exc}")
-        raise
-    ledger.complete(claim_pk, "done", {"outcome": result.get("status")})
-    return result
+
+    def finish() -> dict:
+        reason = _job_failure(job) or failure if status != "Completed" else failure
+        return (validation_finished if kind == "val" else monitor_finished)(settings, ledger, job, status, reason)
+
+    return once_per_job(ledger, job, status, finish)
 
 
 def _job_failure(job: str) -> str | None:

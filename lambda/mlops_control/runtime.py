@@ -26,6 +26,26 @@ class Busy(RuntimeError):
     """Another delivery of the same event is being handled right now; raise so Lambda retries later."""
 
 
+def once_per_job(ledger: Ledger, job: str, status: str, work: Callable[[], dict]) -> dict:
+    """Run ``work`` for the first delivery of a job's terminal state change (EventBridge delivers at least
+    once); a later delivery is recorded as a duplicate, and one arriving while the first runs is retried."""
+    claim_pk = f"claim#job#{job}"
+    claim = ledger.claim(claim_pk, "done", lease_seconds=600)
+    if not claim.acquired:
+        if claim.status == "busy":
+            raise Busy(f"the completion of {job} is being handled by another delivery")
+        ledger.record(f"job#{job}", "duplicate_skipped", f"completion of {job} ({status}) already handled",
+                      job=job, ttl_days=30)
+        return {"status": "duplicate"}
+    try:
+        result = work()
+    except Exception as exc:
+        ledger.release(claim_pk, "done", f"{type(exc).__name__}: {exc}")
+        raise
+    ledger.complete(claim_pk, "done", {"outcome": result.get("status")})
+    return result
+
+
 def ledger_for(settings: settings_module.Settings) -> Ledger:
     return Ledger(settings.ledger_table)
 
