@@ -50,6 +50,13 @@ class Server:
     def __exit__(self, *exc: Any) -> None:
         common.stop(self.proc)
 
+    def warm(self, payload: dict[str, str], workers: int) -> None:
+        """Concurrent requests so every worker has loaded the model (the example loads it lazily, per worker)."""
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=workers * 2) as pool:
+            list(pool.map(lambda _: self.post(payload["body"], payload["content_type"]), range(workers * 6)))
+
     def post(self, body: str, content_type: str) -> tuple[int, str]:
         req = urllib.request.Request(f"http://127.0.0.1:{self.port}/invocations", data=body.encode(), method="POST",
                                      headers={"Content-Type": content_type, "Accept": "text/csv"})
@@ -127,7 +134,7 @@ def run(*, smoke: bool, workdir: Path, model_root: Path | None = None) -> list[c
     opt_ml = model.ensure(2000 if smoke else 50_000, workdir, model_root)
     columns = model.features(opt_ml)
     cores = os.cpu_count() or 1
-    duration, rate_duration = (1.0, 1.0) if smoke else (8.0, 20.0)
+    duration, rate_duration = (2.0, 2.0) if smoke else (8.0, 20.0)
     conns = [4] if smoke else [4, 16, 64]
 
     run_dir = Path(tempfile.mkdtemp(prefix="bench-baseline-"))
@@ -157,9 +164,14 @@ def run(*, smoke: bool, workdir: Path, model_root: Path | None = None) -> list[c
             so, to = ours.post(payload["body"], payload["content_type"])
             if sb != 200 or so != 200 or predictions(tb) != predictions(to):
                 raise RuntimeError(f"{name}: servers disagree or fail: baseline {sb} {tb[:200]!r}, ours {so} {to[:200]!r}")
+            for server in (baseline, ours, shipped):
+                server.warm(payload, cores)
             b_sat = saturate(baseline, payload, conns, duration, workdir)
             o_sat = saturate(ours, payload, conns, duration, workdir)
             s_sat = saturate(shipped, payload, [b_sat["connections"]], duration, workdir)
+            if not (b_sat["rps"] > 0 and o_sat["rps"] > 0):
+                raise RuntimeError(f"{name}: a server completed no request in {duration:.0f} s "
+                                   f"(baseline {b_sat['rps']}, ours {o_sat['rps']}); see {workdir}")
             half = max(1.0, b_sat["rps"] / 2)
             spec = {"mode": "rate", "host": "127.0.0.1", "path": "/invocations", "accept": "text/csv",
                     "rate": half, "duration": rate_duration, "warmup": 0.5 if smoke else 2, **payload}

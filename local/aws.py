@@ -81,6 +81,22 @@ def s3_backend() -> Any:
     return s3_backends[ACCOUNT]["aws"]
 
 
+def data_capture_summary(config: dict[str, Any] | None) -> dict[str, Any] | None:
+    """DescribeEndpoint's ``DataCaptureConfig`` is a summary (moto returns the endpoint config's input shape)."""
+    if not config:
+        return None
+    enabled = bool(config.get("EnableCapture", False))
+    summary = {
+        "EnableCapture": enabled,
+        "CaptureStatus": "Started" if enabled else "Stopped",
+        "CurrentSamplingPercentage": int(config.get("InitialSamplingPercentage", 0)),
+        "DestinationS3Uri": config.get("DestinationS3Uri", ""),
+    }
+    if config.get("KmsKeyId"):
+        summary["KmsKeyId"] = config["KmsKeyId"]
+    return summary
+
+
 def _validation_error(message: str) -> Exception:
     from moto.sagemaker.exceptions import ValidationError
 
@@ -181,6 +197,7 @@ def _patch_sagemaker() -> None:
             )
         endpoint = original_create_endpoint(self, endpoint_name, endpoint_config_name, tags)
         endpoint.endpoint_status = "Creating"
+        endpoint.data_capture_config = data_capture_summary(endpoint.data_capture_config)
         if HOOKS.sagemaker is not None:
             HOOKS.sagemaker.endpoint_created(endpoint_name)
         return endpoint

@@ -85,7 +85,11 @@ def run_demo(settings: Settings, rows: int = 1000, timeout: float = 240.0) -> in
         stack.start()
         print(f"   up in {time.time() - wall:.1f} s: AWS API {stack.aws_url}, runtime {stack.runtime_url} "
               f"({stack.container_runtime.describe()})", flush=True)
-        env = next(iter(stack.functions.by_name.values())).spec.environment if stack.functions else {}
+        assert stack.functions is not None
+        trigger = stack.functions.by_handler("handlers.trigger.handler")
+        if not trigger:
+            raise RuntimeError("the templates have no function with handler handlers.trigger.handler")
+        env = trigger[0].spec.environment
         target = env.get("TARGET_COLUMN", "churn")
         prefix = env["NAME_PREFIX"]
         bucket = stack.output("DataBucketName")

@@ -166,7 +166,7 @@ class EndpointManager:
             config = backend.endpoint_configs[config_name]
             endpoint.endpoint_config_name = config_name
             endpoint.production_variants = endpoint._process_production_variants(config.production_variants)
-            endpoint.data_capture_config = config.data_capture_config
+            endpoint.data_capture_config = aws.data_capture_summary(config.data_capture_config)
             endpoint.failure_reason = None
             endpoint.endpoint_status = "InService"
         else:

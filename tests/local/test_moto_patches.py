@@ -59,9 +59,13 @@ sm.create_model(ModelName="m1", ExecutionRoleArn="arn:aws:iam::123456789012:role
                 PrimaryContainer={"Image": "img", "ModelDataUrl": "s3://bkt/m.tar.gz"})
 for c in ("c1", "c2"):
     sm.create_endpoint_config(EndpointConfigName=c, ProductionVariants=[{"VariantName": "AllTraffic",
-        "ModelName": "m1", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}])
+        "ModelName": "m1", "InitialInstanceCount": 1, "InstanceType": "ml.m5.large"}],
+        DataCaptureConfig={"EnableCapture": True, "InitialSamplingPercentage": 20, "DestinationS3Uri": "s3://bkt/dc",
+                           "CaptureOptions": [{"CaptureMode": "Input"}]})
 sm.create_endpoint(EndpointName="ep", EndpointConfigName="c1")
-out["endpoint_after_create"] = sm.describe_endpoint(EndpointName="ep")["EndpointStatus"]
+described = sm.describe_endpoint(EndpointName="ep")
+out["endpoint_after_create"] = described["EndpointStatus"]
+out["capture_summary"] = described["DataCaptureConfig"]
 try:
     sm.update_endpoint(EndpointName="ep", EndpointConfigName="c2"); out["update_while_creating"] = "accepted"
 except ClientError as e:
@@ -99,6 +103,8 @@ def test_moto_behaves_like_sagemaker_where_the_stack_needs_it():
     assert out["after_stop"] == "Stopping"
     assert out["processing"] == ["InProgress", {"TARGET_COLUMN": "y"}]
     assert out["endpoint_after_create"] == "Creating"
+    assert out["capture_summary"] == {"EnableCapture": True, "CaptureStatus": "Started",
+                                      "CurrentSamplingPercentage": 20, "DestinationS3Uri": "s3://bkt/dc"}
     assert out["update_while_creating"] == "ValidationException"
     assert out["endpoint_after_update"] == "Updating"
     assert out["seen"]["created"] == ["p-train-1", "stop:p-train-1", "p-val-1", "ep"]
