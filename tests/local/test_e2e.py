@@ -29,6 +29,17 @@ def _features_and_labels(path, target):
     return body.getvalue().encode(), [row[target] for row in rows]
 
 
+def test_jobs_and_endpoints_run_in_the_real_image_when_one_is_given(stack):
+    """CI builds the image and sets MLOPS_IMAGE: the loop must then run in it, as SageMaker would, not fall
+    back to local processes unnoticed."""
+    image = os.environ.get("MLOPS_IMAGE")
+    if not image:
+        if os.environ.get("CI") == "true":
+            pytest.fail("CI=true but MLOPS_IMAGE is not set: the end-to-end loop would not exercise the real image")
+        pytest.skip("MLOPS_IMAGE not set: jobs and endpoints run as local processes")
+    assert stack.state["container_runtime"] == f"docker image {image}"
+
+
 def _predict(stack, body):
     response = stack.runtime().invoke_endpoint(EndpointName=stack.output("EndpointName"), ContentType="text/csv",
                                                Accept="text/csv", Body=body)
