@@ -65,8 +65,10 @@ def ensure(n_rows: int, workdir: Path, override: Path | None = None) -> Path:
     if override is not None:
         return override
     opt_ml = workdir / f"serve-model-{n_rows}" / "opt_ml"
-    if (opt_ml / "model" / "model.joblib").exists():
-        return opt_ml
+    trained = opt_ml / "model" / "model.joblib"
+    sources = [p.stat().st_mtime for p in (common.ROOT / "kedro_project").rglob("*") if p.suffix in (".py", ".yml")]
+    if trained.exists() and trained.stat().st_mtime > max(sources, default=0):
+        return opt_ml  # still what today's `train` would produce
     dataset = data.write(n_rows, workdir / "data" / f"train-{n_rows}.csv", seed=11)
     prepare_opt_ml(opt_ml, dataset)
     run = common.run_measured(train_command(), env=common.child_env(OPT_ML_ROOT=str(opt_ml)),

@@ -197,6 +197,7 @@ def run(*, smoke: bool, workdir: Path, model_root: Path | None = None) -> list[c
                 b_lat.get("p99_ms"), "nginx+gunicorn+Flask", common.ratio(o_lat.get("p99_ms"), b_lat.get("p99_ms")),
                 "≤ 5 ms" if single else "", (o_lat.get("p99_ms") is not None and o_lat["p99_ms"] <= 5) if single else None,
                 f"p50 ours {o_lat.get('p50_ms', float('nan')):.2f} ms vs baseline {b_lat.get('p50_ms', float('nan')):.2f} ms; "
-                f"{o_lat['requests']} vs {b_lat['requests']} requests, open loop"))
+                f"{o_lat['requests']} vs {b_lat['requests']} requests, open loop; achieved {o_lat['achieved_rps']:.0f} vs "
+                f"{b_lat['achieved_rps']:.0f} req/s"))
     common.save_json(workdir / "serve.json", detail)
     return figures

@@ -81,6 +81,9 @@ def run(*, smoke: bool, workdir: Path, big: bool = True, order: str = "abba") ->
                       "bare scikit-learn script", common.ratio(ours.peak_rss_mib, bare.peak_rss_mib), "", None,
                       f"largest single process (kernel max RSS): ours {ours.max_rss_mib:.0f} MiB, bare {bare.max_rss_mib:.0f} MiB"),
     ]
+    if not smoke and not big:
+        figures.append(common.not_measured(BENCH, "10,000,000 rows × 20 columns: peak memory",
+                                           "skipped in this run (--skip-10m); a full `make bench` runs it"))
     if not smoke and big:
         big_ours, big_bare, _ = measure_pair(10_000_000, workdir, timeout=7200)
         figures.append(common.Figure(
