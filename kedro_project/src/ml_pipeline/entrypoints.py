@@ -223,6 +223,10 @@ def _processing_params(environ: dict[str, str]) -> dict:
 
 
 def _processing(pipeline: str, what: str) -> int:
+    # Validation and monitoring compute column statistics, no model fit: extra OpenMP/BLAS threads only wait
+    # for each other on shared cores. Set before numpy is imported; an explicit setting wins.
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ.setdefault(name, "1")
     _quiet_environment()
     signal.signal(signal.SIGTERM, _on_sigterm)
     report_file = paths.opt_ml_root() / "processing" / "output" / "report" / "report.json"

@@ -191,10 +191,19 @@ def render_json(prediction: Prediction) -> bytes:
 
 def render_csv(prediction: Prediction) -> bytes:
     if prediction.probabilities is None:
+        if prediction.classes is not None:
+            return ("\n".join(_escaped_labels(prediction)) + "\n").encode()
         return ("\n".join(_csv_value(v) for v in prediction.labels) + "\n").encode()
     lines = [",".join([_csv_value(label), *(repr(float(p)) for p in row)])
              for label, row in zip(prediction.labels, prediction.probabilities, strict=True)]
     return ("\n".join(lines) + "\n").encode()
+
+
+def _escaped_labels(prediction: Prediction) -> list[str]:
+    """Class labels come from a handful of classes: escape each class once, not once per row."""
+    # Keyed by type too, so that e.g. 1 and True (equal as dict keys) keep their own text.
+    escaped = {(type(c), c): _csv_value(c) for c in prediction.classes}
+    return [escaped.get((type(v), v)) or _csv_value(v) for v in prediction.labels]
 
 
 def _csv_value(value) -> str:

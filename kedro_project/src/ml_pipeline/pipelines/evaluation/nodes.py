@@ -13,6 +13,7 @@ import sklearn
 from sklearn.inspection import permutation_importance
 from sklearn.metrics import confusion_matrix, roc_curve
 from sklearn.pipeline import Pipeline
+from threadpoolctl import threadpool_limits
 
 from ml_pipeline import metrics as metric_functions
 from ml_pipeline.plots import page, png, table
@@ -20,14 +21,22 @@ from ml_pipeline.plots import page, png, table
 FORMAT_VERSION = 1
 
 
+# Evaluation only predicts (permutation importance alone is ≈ 100 predict calls on ≤ 2000 rows). Predictions
+# gain nothing from a second OpenMP thread and, on shared cores, each parallel region waits for a descheduled
+# thread, so these nodes run on one; the numbers are the same either way.
+def _one_thread():
+    return threadpool_limits(limits=1)
+
+
 def evaluate_model(model: Pipeline, test_set: pd.DataFrame, validation_set: pd.DataFrame, data_schema: dict) -> dict:
     """Metrics on the held-out test split (the gate's numbers) and on the validation split."""
     features = [f["name"] for f in data_schema["features"]]
     target, task = data_schema["target"], data_schema["task"]
-    return {
-        split: metric_functions.compute_metrics(model, frame[features], frame[target], task)
-        for split, frame in (("test", test_set), ("validation", validation_set))
-    }
+    with _one_thread():
+        return {
+            split: metric_functions.compute_metrics(model, frame[features], frame[target], task)
+            for split, frame in (("test", test_set), ("validation", validation_set))
+        }
 
 
 def compute_importance(model: Pipeline, validation_set: pd.DataFrame, data_schema: dict, evaluation: dict) -> list[dict]:
@@ -41,9 +50,10 @@ def compute_importance(model: Pipeline, validation_set: pd.DataFrame, data_schem
         scoring = "r2"
     else:
         scoring = "roc_auc" if len(data_schema["classes"]) == 2 and sample[data_schema["target"]].nunique() == 2 else "accuracy"
-    result = permutation_importance(model, sample[features], sample[data_schema["target"]], scoring=scoring,
-                                    n_repeats=int(evaluation["importance_repeats"]),
-                                    random_state=int(evaluation["seed"]), n_jobs=1)
+    with _one_thread():
+        result = permutation_importance(model, sample[features], sample[data_schema["target"]], scoring=scoring,
+                                        n_repeats=int(evaluation["importance_repeats"]),
+                                        random_state=int(evaluation["seed"]), n_jobs=1)
     rows = [{"feature": name, "importance": float(mean), "std": float(std), "scoring": scoring}
             for name, mean, std in zip(features, result.importances_mean, result.importances_std, strict=True)]
     return sorted(rows, key=lambda r: r["importance"], reverse=True)
@@ -75,11 +85,12 @@ def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set
         parts.append("<h2>Two most important features</h2>" + _scatter(plot_data, data_schema, importance[0]["feature"],
                                                                         importance[1]["feature"]))
     x_test, y_test = test_sample[features], test_sample[target]
-    if task == "classification":
-        parts.append("<h2>Confusion matrix (test)</h2>" + _confusion(model, x_test, y_test))
-        parts.append("<h2>ROC curve (test)</h2>" + _roc(model, x_test, y_test))
-    else:
-        parts.append("<h2>Residuals (test)</h2>" + _residuals(model, x_test, y_test))
+    with _one_thread():
+        if task == "classification":
+            parts.append("<h2>Confusion matrix (test)</h2>" + _confusion(model, x_test, y_test))
+            parts.append("<h2>ROC curve (test)</h2>" + _roc(model, x_test, y_test))
+        else:
+            parts.append("<h2>Residuals (test)</h2>" + _residuals(model, x_test, y_test))
     parts.append("<h2>Permutation importance (validation)</h2>" + _importance(importance))
     return page(f"Model report: {target}", "".join(parts))
 
