@@ -58,6 +58,20 @@ class Columns:
     numeric: dict[str, np.ndarray]
     categorical: dict[str, np.ndarray]
 
+    def to_frame(self, schema: FeatureSchema):
+        """The rows as the DataFrame the Pipeline was trained on (missing categoricals as NaN, as pandas read them)."""
+        import pandas as pd  # only the fallback path and monitoring need pandas; the fast path never does
+
+        data = {}
+        for name, kind in zip(schema.names, schema.kinds, strict=True):
+            if kind == "numeric":
+                data[name] = self.numeric[name]
+            else:
+                values = self.categorical[name].copy()
+                values[[v is None for v in values]] = np.nan
+                data[name] = pd.Series(values, dtype=object)
+        return pd.DataFrame(data)
+
 
 def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()

@@ -181,18 +181,8 @@ class CompiledModel:
         return parts[0] if len(parts) == 1 else np.hstack(parts)
 
     def frame(self, parsed: Columns):
-        """The parsed rows as the DataFrame the Pipeline was trained on (fallback path, monitoring)."""
-        import pandas as pd
-
-        data = {}
-        for name, kind in zip(self.schema.names, self.schema.kinds, strict=True):
-            if kind == "numeric":
-                data[name] = parsed.numeric[name]
-            else:
-                values = parsed.categorical[name].copy()
-                values[[v is None for v in values]] = np.nan
-                data[name] = pd.Series(values, dtype=object)
-        return pd.DataFrame(data)
+        """The parsed rows as the DataFrame the Pipeline was trained on (fallback path)."""
+        return parsed.to_frame(self.schema)
 
     def predict(self, parsed: Columns, probabilities: bool = False) -> Prediction:
         if self.compiled:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 
-import numpy as np
 import pandas as pd
 
 from ml_pipeline import expectations, validation
@@ -27,15 +26,7 @@ def captured_requests(records: list[dict], production_model: dict | None) -> tup
         except (KeyError, TypeError, ValueError, RequestError):
             unreadable += 1
             continue
-        columns = {}
-        for name, kind in zip(feature_schema.names, feature_schema.kinds, strict=True):
-            if kind == "numeric":
-                columns[name] = parsed.numeric[name]
-            else:
-                values = parsed.categorical[name].copy()
-                values[[v is None for v in values]] = np.nan
-                columns[name] = pd.Series(values, dtype=object)
-        frames.append(pd.DataFrame(columns))
+        frames.append(parsed.to_frame(feature_schema))
     names = list(feature_schema.names)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame({n: [] for n in names})
     return frame, {"records": len(records), "records_unreadable": unreadable}
