@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from ..helpers import P, SageMakerWithUpdateEndpoint, endpoint_state_change, job_state_change
+from ..helpers import P, endpoint_state_change, job_state_change
 
 ENDPOINT = f"{P}-endpoint"
 
@@ -19,17 +19,6 @@ def _cfn(request_type, physical_id=None):
     if physical_id:
         event["PhysicalResourceId"] = physical_id
     return handler(event, None)
-
-
-@pytest.fixture
-def sm(aws):
-    from mlops_control import clients
-
-    proxy = SageMakerWithUpdateEndpoint(aws.sm)
-    aws.inject_training_metrics(aws.sm)
-    clients.override("sagemaker", proxy)
-    aws.upload("validated/base.csv")
-    return proxy
 
 
 def _trained_and_served(aws):

@@ -6,20 +6,9 @@ import json
 
 import pytest
 
-from ..helpers import ARTIFACTS, KMS, P, SageMakerWithUpdateEndpoint, capture_calls, endpoint_state_change, job_state_change
+from ..helpers import ARTIFACTS, KMS, P, capture_calls, endpoint_state_change, job_state_change
 
 ENDPOINT = f"{P}-endpoint"
-
-
-@pytest.fixture
-def sm(aws):
-    from mlops_control import clients
-
-    proxy = SageMakerWithUpdateEndpoint(aws.sm)
-    aws.inject_training_metrics(aws.sm)
-    clients.override("sagemaker", proxy)
-    aws.upload("validated/base.csv")
-    return proxy
 
 
 def _train(aws, trigger, metrics=None, failure=None):
