@@ -254,6 +254,17 @@ class EmbeddedStack:
             self.resolver.register(s, logical_id, name)
         elif rtype == "AWS::Lambda::Function":
             self._create_function(stack, logical_id, resource, props, name)
+        elif rtype in ("AWS::Lambda::Version", "AWS::Lambda::Alias"):
+            # Every qualifier runs the one local copy of the function (there is no older code to run);
+            # only the ARNs that event sources and alarms invoke need to exist.
+            assert self.functions is not None
+            fn = self.functions.lookup(props["FunctionName"])
+            if fn is None:
+                raise cfn.UnresolvedReference(f"{props['FunctionName']} is not a function of this stack")
+            if rtype == "AWS::Lambda::Version":
+                self.resolver.register(s, logical_id, f"{fn.spec.arn}:1", Version="1", FunctionArn=fn.spec.arn)
+            else:
+                self.resolver.register(s, logical_id, f"{fn.spec.arn}:{props['Name']}", AliasArn=f"{fn.spec.arn}:{props['Name']}")
         elif rtype == "AWS::Lambda::EventInvokeConfig":
             assert self.functions is not None
             fn = self.functions.lookup(props["FunctionName"])

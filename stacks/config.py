@@ -85,6 +85,7 @@ class StageConfig:
     lambda_memory_mb: int
     lambda_timeout_seconds: int
     lambda_reserved_concurrency: int
+    lambda_snap_start: bool
     async_retry_attempts: int
     async_max_event_age_seconds: int
     log_retention_days: int

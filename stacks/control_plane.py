@@ -94,13 +94,20 @@ def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str
     }
 
 
+LIVE_ALIAS = "live"
+
+
 class ControlPlaneFunction(Construct):
     """One handler of the Lambda asset: own role, encrypted log group with retention, X-Ray, reserved
-    concurrency, and async retries that end in the dead-letter queue."""
+    concurrency, and async retries that end in the dead-letter queue.
+
+    An event-driven function (``published=True``) is invoked through its ``live`` alias (``target``), which
+    points at the version this deployment published: SnapStart only applies to published versions, and the
+    alias carries its own async retry/dead-letter settings because Lambda keeps those per qualifier."""
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ControlPlaneProps, short_name: str,
                  handler: str, description: str, reserved_concurrency: int,
-                 timeout: Duration | None = None) -> None:
+                 timeout: Duration | None = None, published: bool = True) -> None:
         super().__init__(scope, construct_id)
         config, names = props.config, props.names
         self.function_name = names.function(short_name)
@@ -119,9 +126,16 @@ class ControlPlaneFunction(Construct):
             timeout=timeout or Duration.seconds(config.lambda_timeout_seconds),
             reserved_concurrent_executions=reserved_concurrency,
             tracing=lambda_.Tracing.ACTIVE, log_group=self.log_group,
-            on_failure=destinations.SqsDestination(props.dead_letter_queue),
-            retry_attempts=config.async_retry_attempts,
-            max_event_age=Duration.seconds(config.async_max_event_age_seconds))
+            snap_start=lambda_.SnapStartConf.ON_PUBLISHED_VERSIONS if published and config.lambda_snap_start else None,
+            # A replaced version is deleted, so only the live one keeps a (billed) snapshot.
+            current_version_options=lambda_.VersionOptions(removal_policy=RemovalPolicy.DESTROY),
+            **self._async_options(props))
+        self.target: lambda_.IFunction = self.function
+        if published:
+            self.alias = lambda_.Alias(self, "Live", alias_name=LIVE_ALIAS, version=self.function.current_version,
+                                       description="What every event source invokes: this deployment's version",
+                                       **self._async_options(props))
+            self.target = self.alias
         self.policy.acknowledge_wildcard("Resource::*", "X-Ray PutTraceSegments/PutTelemetryRecords (active "
                                          "tracing) support no resource-level permissions.")
         for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
@@ -129,6 +143,12 @@ class ControlPlaneFunction(Construct):
                 f"Action::{action}", "CDK's grant for sending to the KMS-encrypted dead-letter queue (on-failure "
                                      "destination); limited to the one stage key.")
         self._common_permissions(props)
+
+    @staticmethod
+    def _async_options(props: ControlPlaneProps) -> dict:
+        return {"on_failure": destinations.SqsDestination(props.dead_letter_queue),
+                "retry_attempts": props.config.async_retry_attempts,
+                "max_event_age": Duration.seconds(props.config.async_max_event_age_seconds)}
 
     def _common_permissions(self, props: ControlPlaneProps) -> None:
         names = props.names

@@ -83,7 +83,7 @@ class MonitoringStack(Stack):
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
 
-        self.alarm_drift.add_alarm_action(cw_actions.LambdaAction(self.retrain.function), notify)
+        self.alarm_drift.add_alarm_action(cw_actions.LambdaAction(self.retrain.target), notify)
         for alarm in (self.alarm_5xx, self.alarm_latency, self.alarm_failed_jobs, self.alarm_dead_letters):
             alarm.add_alarm_action(notify)
 

@@ -172,7 +172,7 @@ class EventRouting(Construct):
         dlq = pipeline.dead_letters
 
         def to_lambda(fn: ControlPlaneFunction) -> targets.LambdaFunction:
-            return targets.LambdaFunction(fn.function, dead_letter_queue=dlq, retry_attempts=EVENT_DELIVERY_RETRIES,
+            return targets.LambdaFunction(fn.target, dead_letter_queue=dlq, retry_attempts=EVENT_DELIVERY_RETRIES,
                                           max_event_age=Duration.seconds(config.async_max_event_age_seconds))
 
         self.upload = events.Rule(

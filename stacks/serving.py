@@ -30,7 +30,9 @@ class EndpointProvisioner(Construct):
         self.handler = ControlPlaneFunction(
             self, "Handler", props=props, short_name="provision", handler="handlers.provision.handler",
             description="Custom resource: ensure the endpoint serves the latest approved model; delete on stack delete",
-            reserved_concurrency=1, timeout=Duration.minutes(5))
+            reserved_concurrency=1, timeout=Duration.minutes(5),
+            # Runs once per deployment: a snapshot would be billed for nothing.
+            published=False)
         capabilities.deploy_models(self.handler.policy)
 
         framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),

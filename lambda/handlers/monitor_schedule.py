@@ -1,7 +1,7 @@
 """Lambda entry point `handlers.monitor_schedule.handler` (event shape: docs/CONTRACTS.md)."""
-from mlops_control import clients, flows, runtime
+from mlops_control import flows, runtime
 
-clients.prewarm("dynamodb", "s3")  # at init: part of a SnapStart snapshot, not of the first request
+flows.prepare("monitor_schedule")  # at init: its modules and clients are in a SnapStart snapshot, not in the first request
 
 
 def handler(event, context):

@@ -2,9 +2,9 @@
 
 Returns {"PhysicalResourceId", "Data"} or raises (a malformed request too); the Provider framework turns
 either into the answer CloudFormation waits for."""
-from mlops_control import clients, flows, runtime
+from mlops_control import flows, runtime
 
-clients.prewarm("dynamodb", "sagemaker")  # at init: part of a SnapStart snapshot, not of the first request
+flows.prepare("provision")  # at init: its modules and clients are in a SnapStart snapshot, not in the first request
 
 
 def handler(event, context):

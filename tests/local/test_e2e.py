@@ -40,6 +40,16 @@ def test_jobs_and_endpoints_run_in_the_real_image_when_one_is_given(stack):
     assert stack.state["container_runtime"] == f"docker image {image}"
 
 
+def test_event_sources_invoke_the_functions_live_alias(stack):
+    """As deployed: rules and the drift alarm invoke `live` (the published, SnapStart-enabled version)."""
+    events, prefix = stack.client("events"), stack.env["NAME_PREFIX"]
+    for suffix, function in (("upload", "trigger"), ("training-jobs", "training-done")):
+        (target,) = events.list_targets_by_rule(Rule=f"{prefix}-{suffix}")["Targets"]
+        assert target["Arn"].endswith(f":function:{prefix}-{function}:live"), target
+    (drift,) = stack.client("cloudwatch").describe_alarms(AlarmNames=[f"{prefix}-data-drift"])["MetricAlarms"]
+    assert any(a.endswith(f":function:{prefix}-retrain:live") for a in drift["AlarmActions"]), drift["AlarmActions"]
+
+
 def _predict(stack, body):
     response = stack.runtime().invoke_endpoint(EndpointName=stack.output("EndpointName"), ContentType="text/csv",
                                                Accept="text/csv", Body=body)

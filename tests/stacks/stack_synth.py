@@ -41,6 +41,21 @@ class Synth:
     def all_resources(self, type_: str) -> dict[str, tuple[str, dict]]:
         return {k: (kind, v) for kind in KINDS for k, v in self.resources(kind, type_).items()}
 
+    def invoked_function(self, kind: str, reference: dict) -> str:
+        """The logical id of the function an event source's ARN reference invokes, asserting that it goes
+        through the function's ``live`` alias, and that the alias points at a version of that same function."""
+        resources = self.templates[kind]["Resources"]
+        (alias_id,) = reference.values() if "Ref" in reference else (None,)
+        assert alias_id is not None and resources[alias_id]["Type"] == "AWS::Lambda::Alias", \
+            f"{reference} is not a Ref to a Lambda alias"
+        alias = resources[alias_id]["Properties"]
+        assert alias["Name"] == "live"
+        version_id = alias["FunctionVersion"]["Fn::GetAtt"][0]
+        version = resources[version_id]
+        assert version["Type"] == "AWS::Lambda::Version"
+        assert version["Properties"]["FunctionName"] == alias["FunctionName"]
+        return alias["FunctionName"]["Ref"]
+
 
 def synthesize(outdir: Path, context: dict[str, Any]) -> Synth:
     import app as cdk_app

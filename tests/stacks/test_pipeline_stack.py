@@ -113,15 +113,61 @@ def test_log_groups_have_the_configured_retention_and_kms(synth):
 
 
 def test_async_invocations_retry_then_dead_letter(synth):
+    """Lambda keeps async settings per qualifier: the live alias (what events invoke) needs its own."""
     cfg = synth.config
-    configs = synth.all_resources("AWS::Lambda::EventInvokeConfig")
-    by_function = {v[1]["Properties"]["FunctionName"]["Ref"]: v[1]["Properties"] for v in configs.values()}
+    def qualifier(kind: str, value) -> str:
+        if isinstance(value, str):
+            return value
+        # CDK's form for an alias: the 8th field of the alias ARN (…:function:name:alias).
+        index, (separator, ref) = value["Fn::Select"][0], value["Fn::Select"][1]["Fn::Split"]
+        assert (index, separator) == (7, ":")
+        return synth.templates[kind]["Resources"][ref["Ref"]]["Properties"]["Name"]
+
+    by_qualifier = {(res["Properties"]["FunctionName"]["Ref"], qualifier(kind, res["Properties"]["Qualifier"])):
+                    res["Properties"] for kind, res in synth.all_resources("AWS::Lambda::EventInvokeConfig").values()}
     for name, (_, logical_id, _) in ours(synth).items():
-        props = by_function[logical_id]
-        assert props["MaximumRetryAttempts"] == cfg.async_retry_attempts, name
-        assert props["MaximumEventAgeInSeconds"] == cfg.async_max_event_age_seconds, name
-        destination = json.dumps(props["DestinationConfig"]["OnFailure"]["Destination"])
-        assert "DeadLetters" in destination, name
+        qualifiers = ["$LATEST"] if name.endswith("-provision") else ["$LATEST", "live"]
+        for qualifier in qualifiers:
+            props = by_qualifier[(logical_id, qualifier)]
+            assert props["MaximumRetryAttempts"] == cfg.async_retry_attempts, (name, qualifier)
+            assert props["MaximumEventAgeInSeconds"] == cfg.async_max_event_age_seconds, (name, qualifier)
+            destination = json.dumps(props["DestinationConfig"]["OnFailure"]["Destination"])
+            assert "DeadLetters" in destination, (name, qualifier)
+
+
+def live_aliases(synth) -> dict[str, tuple[str, str]]:
+    """function logical id -> (stack kind, alias logical id) of every `live` alias."""
+    return {res["Properties"]["FunctionName"]["Ref"]: (kind, alias_id)
+            for alias_id, (kind, res) in synth.all_resources("AWS::Lambda::Alias").items()
+            if res["Properties"]["Name"] == "live"}
+
+
+def test_event_driven_functions_snap_start_from_a_published_version_behind_the_live_alias(synth):
+    aliases = live_aliases(synth)
+    for name, (kind, logical_id, res) in ours(synth).items():
+        props = res["Properties"]
+        if name.endswith("-provision"):  # runs once per deployment: no snapshot to pay for, invoked directly
+            assert "SnapStart" not in props and logical_id not in aliases, name
+            continue
+        assert props["SnapStart"] == {"ApplyOn": "PublishedVersions"}, name
+        alias_kind, alias_id = aliases[logical_id]
+        assert alias_kind == kind and synth.invoked_function(kind, {"Ref": alias_id}) == logical_id
+        versions = [r for r in synth.resources(kind, "AWS::Lambda::Version").values()
+                    if r["Properties"]["FunctionName"] == {"Ref": logical_id}]
+        # One version per deployment, and a replaced one is deleted so it stops holding a billed snapshot.
+        assert len(versions) == 1 and versions[0]["DeletionPolicy"] == "Delete", name
+    assert len(aliases) == 6
+
+
+def test_snap_start_can_be_turned_off_keeping_the_same_wiring(tmp_path_factory, dev):
+    from stack_synth import synthesize
+    off = synthesize(tmp_path_factory.mktemp("cdk-nosnap"), {"stage": "dev", "lambda_snap_start": "false"})
+    assert all("SnapStart" not in f[2]["Properties"] for f in ours(off).values())
+    assert sorted(live_aliases(off)) == sorted(live_aliases(dev))
+    lambda_rules = {n: r for n, r in rules(off).items() if n != off.config.prefix + "-failed-jobs"}
+    assert len(lambda_rules) == 5
+    for rule in lambda_rules.values():
+        target_function(off, rule)  # asserts the target is a live alias
 
 
 def test_dead_letter_queue_and_topic_are_kms_encrypted_and_tls_only(synth):
@@ -143,7 +189,7 @@ def rules(synth):
 
 def target_function(synth, rule) -> str:
     (target,) = rule["Targets"]
-    logical_id = target["Arn"]["Fn::GetAtt"][0]
+    logical_id = synth.invoked_function("Pipeline", target["Arn"])
     return synth.templates["Pipeline"]["Resources"][logical_id]["Properties"]["Handler"]
 
 

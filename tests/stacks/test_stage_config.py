@@ -89,6 +89,7 @@ def test_quality_gate_document_matches_the_contract_shape():
     ("async_retry_attempts", "3", "0, 1 or 2"),
     ("max_upload_bytes", "lots", "'lots'"),
     ("retain_data", "maybe", "true or false"),
+    ("lambda_snap_start", "sometimes", "true or false"),
     ("training_hyperparameters", '{"target_column": "y"}', "own config key"),
     ("training_hyperparameters", '{"seed": 7}', "strings"),
     ("allowed_extensions", "csv", "'.csv'"),
