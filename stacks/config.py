@@ -142,6 +142,9 @@ def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules re
         check("allowed_extensions", bool(re.fullmatch(r"\.[a-z0-9]+", ext)),
               f"{ext!r} must look like '.csv' (lowercase, leading dot)")
     check("max_upload_bytes", c.max_upload_bytes > 0, "must be a positive number of bytes")
+    # The trigger and the verdict copy an upload with one CopyObject each, which S3 caps at 5 GiB.
+    check("max_upload_bytes", c.max_upload_bytes <= 5 * 1024 ** 3,
+          "must be at most 5368709120 (5 GiB, S3's limit for copying an object in one request)")
     for key in ("processing_instance_type", "training_instance_type", "serving_instance_type"):
         value = getattr(c, key)
         check(key, bool(_INSTANCE_TYPE.match(value)), f"{value!r} is not a SageMaker instance type (ml.m5.large)")

@@ -257,10 +257,18 @@ class Capabilities:
     def read_uploads(self, policy: ScopedPolicy) -> None:
         policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion"],
                      resources=[arn("s3", f"{self.names.data_bucket}/incoming/*", region=False, account=False)],
-                     why="Uploads arrive under incoming/ with user-chosen keys; the trigger reads size/metadata.")
+                     why="Uploads arrive under incoming/ with user-chosen keys; the trigger reads size/metadata "
+                         "and copies the announced version for its validation job.")
         # Without ListBucket, HeadObject on a vanished key answers 403 instead of 404.
         policy.allow(actions=["s3:ListBucket"], resources=[arn("s3", self.names.data_bucket, region=False, account=False)],
                      conditions={"StringLike": {"s3:prefix": ["incoming/", "incoming/*"]}})
+
+    def stage_validation_input(self, policy: ScopedPolicy) -> None:
+        """Copy the announced version of an upload to where its validation job alone reads it."""
+        policy.allow(actions=["s3:PutObject"],
+                     resources=[arn("s3", f"{self.names.artifacts_bucket}/validation-input/*", region=False,
+                                    account=False)],
+                     why="One copy per validation job under validation-input/<job>/, a generated key.")
 
     def publish_metrics(self, policy: ScopedPolicy) -> None:
         policy.allow(actions=["cloudwatch:PutMetricData"], resources=["*"],

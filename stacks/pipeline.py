@@ -62,17 +62,21 @@ class SageMakerExecutionRole(Construct):
             return arn("s3", resource, region=False, account=False)
 
         policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion"],
-                     resources=[s3(f"{data}/incoming/*"), s3(f"{data}/validated/*")],
-                     why="Jobs read uploads (validation) and all validated files (training channel) by prefix.")
+                     resources=[s3(f"{data}/validated/*")],
+                     why="The training channel reads every validated file, by prefix.")
         policy.allow(actions=["s3:ListBucket"], resources=[s3(data)],
-                     conditions={"StringLike": {"s3:prefix": ["incoming/*", "validated/*"]}})
+                     conditions={"StringLike": {"s3:prefix": ["validated/*"]}})
         policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(data), s3(artifacts)])
         policy.allow(actions=["s3:GetObject", "s3:PutObject"],
                      resources=[s3(f"{artifacts}/models/*"), s3(f"{artifacts}/reports/*"),
                                 s3(f"{artifacts}/datacapture/*")],
                      why="Model artifacts, reports and captured requests have per-run keys under fixed prefixes.")
+        # Validation reads the trigger's copy of exactly the uploaded version, never incoming/ itself.
+        policy.allow(actions=["s3:GetObject"], resources=[s3(f"{artifacts}/validation-input/*")],
+                     why="Each validation job's input is a copy under validation-input/<job>/ (a generated key).")
         policy.allow(actions=["s3:ListBucket"], resources=[s3(artifacts)],
-                     conditions={"StringLike": {"s3:prefix": ["models/*", "reports/*", "datacapture/*"]}})
+                     conditions={"StringLike": {"s3:prefix": ["models/*", "reports/*", "datacapture/*",
+                                                              "validation-input/*"]}})
         policy.allow(actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                      resources=[key.key_arn])
         policy.allow(actions=["kms:CreateGrant"], resources=[key.key_arn],
@@ -138,7 +142,7 @@ class PipelineStack(Stack):
         # Deployment steps run one at a time: two deployers racing on one endpoint is never useful.
         self.trigger = function("Trigger", "trigger", "handlers.trigger.handler",
                                 "Upload under incoming/: cheap checks, de-duplication, start validation",
-                                fan_in, [caps.start_validation, caps.read_uploads])
+                                fan_in, [caps.start_validation, caps.read_uploads, caps.stage_validation_input])
         self.processing_done = function(
             "ProcessingDone", "processing-done", "handlers.processing_done.handler",
             "Validation/monitor job finished: metrics, validated/ or quarantine/, start training",

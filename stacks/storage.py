@@ -111,6 +111,10 @@ class StorageStack(Stack):
                 s3.LifecycleRule(id="abort-incomplete-uploads", abort_incomplete_multipart_upload_after=Duration.days(1)),
                 # Captured requests are only needed until the next monitoring runs have read them.
                 s3.LifecycleRule(id="expire-data-capture", prefix="datacapture/", expiration=Duration.days(90)),
+                # Each validation job's private copy of the upload it checked: the upload itself, and its
+                # validated/ or quarantine/ copy, stay in the data bucket.
+                s3.LifecycleRule(id="expire-validation-inputs", prefix="validation-input/",
+                                 expiration=Duration.days(14), noncurrent_version_expiration=Duration.days(1)),
             ]).bucket
 
         self.ledger = dynamodb.Table(

@@ -15,7 +15,7 @@ if TYPE_CHECKING:
 # (Lambda's /var/task is read-only: no bytecode cache). `prepare` does that at init, with the clients
 # its typical event uses, so a SnapStart snapshot already holds them.
 _PREPARE = {
-    "trigger": (("intake",), ("dynamodb", "sagemaker")),
+    "trigger": (("intake",), ("dynamodb", "s3", "sagemaker")),
     "processing_done": (("intake",), ("dynamodb", "s3")),
     "training_done": (("deployer", "training", "notify"), ("dynamodb", "sagemaker")),
     "endpoint_state": (("deployer",), ("dynamodb", "sagemaker")),
@@ -27,6 +27,7 @@ _PREPARE = {
 
 def prepare(flow: str) -> None:
     """Called by a handler module at import (Lambda init)."""
+    import gc
     from importlib import import_module
 
     from . import clients
@@ -35,6 +36,24 @@ def prepare(flow: str) -> None:
     for module in modules:
         import_module(f"{__package__}.{module}")
     clients.prewarm(*services)
+    try:
+        from snapshot_restore_py import register_after_restore  # in Lambda's managed Python runtimes
+    except ImportError:  # tests, the local stack: nothing is ever restored from a snapshot
+        pass
+    else:
+        register_after_restore(after_restore)
+    # What init built (botocore's API models, mostly) lives as long as the environment. Frozen, the collector
+    # no longer walks it in each invocation, nor writes to (and so copies) its pages after a restore.
+    gc.freeze()
+
+
+def after_restore() -> None:
+    """Run by Lambda in each execution environment resumed from the snapshot. Every such environment starts
+    with the snapshot's `random` state, so botocore's retry jitter would be the same in all of them and their
+    throttled retries would collide; a seed from the OS makes each its own."""
+    import random
+
+    random.seed()
 
 
 def trigger(settings: Settings, ledger: Ledger, event: Any) -> dict:

@@ -86,10 +86,25 @@ def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, sub
         return _reject(settings, ledger, obj, subject, f"the file is {size} bytes, over the limit of "
                        f"{settings.max_upload_bytes} bytes")
     job = jobs.job_name(settings, "val", obj.bucket, obj.key, obj.version_or_etag)
+    staged = jobs.validation_input_key(settings, job, obj.key)
+    if len(staged.encode("utf-8")) > jobs.S3_KEY_LIMIT_BYTES:
+        return _reject(settings, ledger, obj, subject, f"the key is too long to validate: its copy for the job "
+                       f"would be {len(staged.encode('utf-8'))} bytes, over S3's {jobs.S3_KEY_LIMIT_BYTES}; "
+                       "use a shorter file name or fewer folders")
+    try:
+        # The job reads this copy of exactly the version the event announced: a later upload of the same key
+        # can neither change what is validated nor what is then registered as validated.
+        _copy(obj.bucket, obj.key, obj.version_id, staged, target_bucket=settings.artifacts_bucket)
+    except Exception as exc:  # noqa: BLE001
+        if not clients.is_not_found(exc):
+            raise
+        return _reject(settings, ledger, obj, subject, f"the object (version {obj.version_or_etag}) no longer "
+                       "exists (deleted before processing)")
+    staged_uri = f"s3://{settings.artifacts_bucket}/{staged}"
     ledger.put_state(f"job#{job}", "meta", {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id,
-                                             "etag": obj.etag, "file": obj.uri})
+                                             "etag": obj.etag, "file": obj.uri, "staged": staged_uri})
     production = ledger.get(*PRODUCTION) or {}
-    request = jobs.validation_request(settings, job, obj.uri, production.get("model_data_url"))
+    request = jobs.validation_request(settings, job, staged_uri, production.get("model_data_url"))
     try:
         clients.get("sagemaker").create_processing_job(**request)
         decision, why = "validation_started", f"validation job {job} started"
@@ -98,7 +113,7 @@ def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, sub
             raise
         decision, why = "validation_already_started", f"validation job {job} already exists (redelivered event)"
     ledger.record(subject, decision, why, file=obj.uri, job=job,
-                  details={"version": obj.version_or_etag, "size": size,
+                  details={"version": obj.version_or_etag, "size": size, "validated_copy": staged_uri,
                            "reference_model": production.get("training_job") or "none (first model)"})
     return {"status": "started", "job": job, "key": obj.key}
 
@@ -154,6 +169,10 @@ def _source_of(settings: Settings, ledger: Ledger, job: str) -> dict | None:
     for item in described.get("ProcessingInputs", []):
         if item.get("InputName") == "data":
             uri = item["S3Input"]["S3Uri"]
+            key = jobs.uploaded_key_of(settings, job, uri)
+            if key is not None:  # the staged copy: its key says which upload it is (the version is not known)
+                return {"bucket": settings.data_bucket, "key": key, "version_id": None,
+                        "file": f"s3://{settings.data_bucket}/{key}"}
             bucket, _, key = uri[len("s3://"):].partition("/")
             return {"bucket": bucket, "key": key, "version_id": None, "file": uri}
     return None
@@ -196,11 +215,12 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
         return {"status": "missing", "reason": reason}
 
 
-def _copy(bucket: str, key: str, version: str | None, target: str) -> None:
+def _copy(bucket: str, key: str, version: str | None, target: str, *, target_bucket: str | None = None) -> None:
     source = {"Bucket": bucket, "Key": key}
     if version:
         source["VersionId"] = version
-    clients.get("s3").copy_object(Bucket=bucket, Key=target, CopySource=source, MetadataDirective="COPY")
+    clients.get("s3").copy_object(Bucket=target_bucket or bucket, Key=target, CopySource=source,
+                                  MetadataDirective="COPY")
 
 
 def _quarantine(settings: Settings, ledger: Ledger, job: str, bucket: str, key: str, version: str | None,

@@ -55,6 +55,22 @@ def report_prefix(settings: Settings, kind: str, job: str) -> str:
     return f"reports/{folder}/{job}/"
 
 
+S3_KEY_LIMIT_BYTES = 1024
+
+
+def validation_input_key(settings: Settings, job: str, key: str) -> str:
+    """Key (in the artifacts bucket) of the copy of one uploaded version that validation job `job` reads.
+    Alone under the job's folder, so the job's S3Prefix input matches nothing else: not a newer upload of the
+    same key, not another key that starts with this one (`a.csv` / `a.csv.bak`)."""
+    return f"{settings.validation_input_prefix}{job}/{key}"
+
+
+def uploaded_key_of(settings: Settings, job: str, staged_uri: str) -> str | None:
+    """The data-bucket key a validation job's staged input was copied from (None for any other URI)."""
+    prefix = f"s3://{settings.artifacts_bucket}/{settings.validation_input_prefix}{job}/"
+    return staged_uri[len(prefix):] if staged_uri.startswith(prefix) and len(staged_uri) > len(prefix) else None
+
+
 def model_tarball(settings: Settings, training_job: str) -> str:
     return f"s3://{settings.artifacts_bucket}/models/{training_job}/output/model.tar.gz"
 
@@ -96,8 +112,8 @@ def _model_input(production_model_uri: str | None) -> list[dict]:
 
 
 def validation_request(settings: Settings, name: str, data_uri: str, production_model_uri: str | None) -> dict:
-    """The uploaded object goes in alone (one file, its own name); the production model, when there is one,
-    gives the expectation suite and the reference profile."""
+    """The uploaded version goes in alone (`data_uri`: its staged copy, one file with its own name); the
+    production model, when there is one, gives the expectation suite and the reference profile."""
     data = {"InputName": "data", "S3Input": {
         "S3Uri": data_uri, "LocalPath": "/opt/ml/processing/input/data",
         "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",

@@ -71,6 +71,8 @@ class Settings:
     incoming_prefix: str = "incoming/"
     validated_prefix: str = "validated/"
     quarantine_prefix: str = "quarantine/"
+    # In the artifacts bucket: the exact uploaded version each validation job reads, alone under its job's folder.
+    validation_input_prefix: str = "validation-input/"
 
     @property
     def variant_name(self) -> str:

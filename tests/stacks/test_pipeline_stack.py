@@ -298,8 +298,10 @@ def test_sagemaker_role_reads_data_writes_artifacts_and_nothing_else(synth):
     data = f"{synth.config.prefix}-data-"
     puts = [s for s in statements if "s3:PutObject" in s["Action"]]
     assert puts and data not in json.dumps(puts)  # never writes the data bucket
-    for prefix in ("/incoming/*", "/validated/*"):
+    for prefix in ("/validated/*", "/validation-input/*"):
         assert prefix in text
+    # Jobs never read raw uploads: validation gets the trigger's copy of exactly the announced version.
+    assert "/incoming/" not in text and "incoming/" not in text
     assert "/quarantine/" not in text
     metrics = next(s for s in statements if s["Action"] == "cloudwatch:PutMetricData")
     assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
@@ -315,3 +317,20 @@ def test_stacks_output_what_users_and_the_local_stack_need(synth):
     for kind, names in expected.items():
         outputs = {k for k, v in synth.templates[kind].get("Outputs", {}).items() if "Export" not in v}
         assert outputs == names, kind
+
+
+def function_statements(synth, function_name: str) -> list[dict]:
+    kind, _, res = functions(synth)[function_name]
+    role_id = res["Properties"]["Role"]["Fn::GetAtt"][0]
+    return [s for p in synth.resources(kind, "AWS::IAM::Policy").values()
+            if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
+
+
+def test_trigger_writes_only_the_validation_copies(synth):
+    statements = function_statements(synth, f"{synth.config.prefix}-trigger")
+    puts = [s for s in statements if "s3:PutObject" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
+    (put,) = puts
+    text = json.dumps(put["Resource"])
+    assert f"{synth.config.prefix}-artifacts-" in text and "/validation-input/*" in text
+    assert f"{synth.config.prefix}-data-" not in text  # an upload is read and copied, never rewritten
+    assert not any("s3:DeleteObject" in json.dumps(s["Action"]) for s in statements)

@@ -67,6 +67,16 @@ def test_data_bucket_never_expires_uploads(synth):
         assert "ExpirationInDays" not in rule, rule  # only noncurrent versions / incomplete uploads expire
 
 
+def test_validation_copies_expire_and_nothing_else_of_the_artifacts_does_early(synth):
+    _, bucket = buckets(synth)["artifacts"]
+    rules = {r["Id"]: r for r in bucket["Properties"]["LifecycleConfiguration"]["Rules"]}
+    staged = rules["expire-validation-inputs"]
+    assert staged["Prefix"] == "validation-input/" and staged["Status"] == "Enabled"
+    assert staged["ExpirationInDays"] == 14 and staged["NoncurrentVersionExpiration"]["NoncurrentDays"] == 1
+    expiring = {r.get("Prefix") for r in rules.values() if "ExpirationInDays" in r}
+    assert expiring == {"validation-input/", "datacapture/"}  # models and reports are never expired
+
+
 def test_log_bucket_is_private_versioned_and_s3_encrypted(synth):
     _, bucket = buckets(synth)["logs"]
     props = bucket["Properties"]

@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from ..helpers import ARTIFACTS, DATA, P, eventbridge_object_created, job_state_change
+from ..helpers import ARTIFACTS, DATA, TABLE, P, eventbridge_object_created, job_state_change
 
 PASSED = {"kind": "validation", "passed": True, "rows": 2, "rows_rejected": 0,
           "drift": {"score": 0.03, "method": "psi/ks", "features": {}}, "failures": [],
@@ -121,6 +121,16 @@ def test_original_deleted_before_the_copy_is_recorded_and_announced(aws):
     assert "no longer exists" in record["reason"]
     assert "no longer exists" in aws.notifications()[0]["message"]
     assert aws.training_jobs() == []
+
+
+def test_verdict_finds_its_upload_from_the_job_when_the_ledger_lost_it(aws):
+    """The job's metadata record is gone (deleted by hand, or an old job): the staged input's key says which
+    upload it validated."""
+    job, up = _trigger(aws, "incoming/sub dir/late.csv")
+    aws.ddb.delete_item(TableName=TABLE, Key={"pk": {"S": f"job#{job}"}, "sk": {"S": "meta"}})
+    aws.put_report("val", job, PASSED)
+    assert _done(job)["status"] == "validated"
+    assert aws.keys(DATA, "validated/") == ["validated/sub dir/late.csv"]
 
 
 def test_unknown_validation_job_is_recorded_and_announced(aws):

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from ..helpers import DATA, P, REGION, AtomicDynamoDB, eventbridge_object_created, s3_notification
+from ..helpers import ARTIFACTS, DATA, P, REGION, AtomicDynamoDB, eventbridge_object_created, s3_notification
 
 
 def _handler():
@@ -25,11 +25,62 @@ def test_upload_starts_one_validation_job_with_the_contract_shape(aws):
     described = aws.sm.describe_processing_job(ProcessingJobName=job)
     assert described["AppSpecification"]["ContainerEntrypoint"] == ["validate"]
     inputs = {i["InputName"]: i["S3Input"] for i in described["ProcessingInputs"]}
-    assert inputs["data"]["S3Uri"] == f"s3://{DATA}/incoming/churn.csv"
+    # The job reads its own copy of the announced version, alone under the job's folder.
+    staged = f"validation-input/{job}/incoming/churn.csv"
+    assert inputs["data"]["S3Uri"] == f"s3://{ARTIFACTS}/{staged}"
+    assert aws.keys(ARTIFACTS, f"validation-input/{job}/") == [staged]
+    assert aws.s3.get_object(Bucket=ARTIFACTS, Key=staged)["Body"].read() == \
+        aws.s3.get_object(Bucket=DATA, Key="incoming/churn.csv")["Body"].read()
     assert inputs["data"]["LocalPath"] == "/opt/ml/processing/input/data"
     assert "model" not in inputs  # no production model yet
     [started] = aws.decisions("validation_started")
     assert started["file"] == f"s3://{DATA}/incoming/churn.csv" and started["job"] == job
+    assert started["details"]["validated_copy"] == f"s3://{ARTIFACTS}/{staged}"
+    assert aws.keys(DATA, "incoming/") == ["incoming/churn.csv"]  # the upload itself is untouched
+
+
+def test_validation_reads_the_announced_version_even_after_the_key_is_overwritten(aws):
+    """Version 1's event arrives after version 2 replaced the key: validating the key by prefix would judge
+    version 2 and then register version 1 under that verdict."""
+    first = aws.upload("incoming/daily.csv", b"age,plan,churn\n30,a,no\n")
+    aws.upload("incoming/daily.csv", b"age,plan,churn\n-999,zzz,maybe\n")
+    result = _handler()(eventbridge_object_created(first["key"], size=first["size"], etag=first["etag"],
+                                                   version=first["version"]), None)
+    staged = f"validation-input/{result['job']}/incoming/daily.csv"
+    assert aws.s3.get_object(Bucket=ARTIFACTS, Key=staged)["Body"].read() == b"age,plan,churn\n30,a,no\n"
+
+
+def test_a_key_that_begins_another_key_is_validated_alone(aws):
+    """`incoming/a.csv` as an S3Prefix would also read `incoming/a.csv.parquet`; its staged folder holds one file."""
+    up = aws.upload("incoming/a.csv")
+    aws.upload("incoming/a.csv.parquet", b"PAR1 not really")
+    job = _handler()(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"]),
+                     None)["job"]
+    data = aws.sm.describe_processing_job(ProcessingJobName=job)["ProcessingInputs"][0]["S3Input"]["S3Uri"]
+    prefix = data[len(f"s3://{ARTIFACTS}/"):]
+    assert aws.keys(ARTIFACTS, prefix) == [f"validation-input/{job}/incoming/a.csv"]
+
+
+def test_version_deleted_before_the_event_is_handled_is_rejected_with_a_reason(aws):
+    up = aws.upload("incoming/withdrawn.csv")
+    aws.s3.delete_object(Bucket=DATA, Key=up["key"], VersionId=up["version"])
+    result = _handler()(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"],
+                                                   version=up["version"]), None)
+    assert result["status"] == "rejected"
+    assert aws.processing_jobs() == []
+    [rejected] = aws.decisions("rejected")
+    assert "no longer exists" in rejected["reason"] and up["version"] in rejected["reason"]
+    assert "no longer exists" in aws.notifications()[0]["message"]
+
+
+def test_key_too_long_for_its_validation_copy_is_rejected_with_a_reason(aws):
+    key = "incoming/" + "k" * 990 + ".csv"  # a valid S3 key (1,003 bytes); with the job folder it would not be
+    up = aws.upload(key)
+    result = _handler()(eventbridge_object_created(key, size=up["size"], etag=up["etag"], version=up["version"]), None)
+    assert result["status"] == "rejected" and aws.processing_jobs() == []
+    [rejected] = aws.decisions("rejected")
+    assert "too long to validate" in rejected["reason"] and "over S3's 1024" in rejected["reason"]
+    assert aws.keys(DATA, "incoming/") == [key]
 
 
 def test_hundred_deliveries_of_the_same_event_start_exactly_one_job(aws):
@@ -90,7 +141,9 @@ def test_s3_notification_keys_are_url_decoded(aws, key, encoded):
     assert result["status"] == "started"
     [job] = aws.processing_jobs()
     data = aws.sm.describe_processing_job(ProcessingJobName=job)["ProcessingInputs"][0]["S3Input"]["S3Uri"]
-    assert data == f"s3://{DATA}/{key}"
+    assert data == f"s3://{ARTIFACTS}/validation-input/{job}/{key}"
+    [started] = aws.decisions("validation_started")
+    assert started["file"] == f"s3://{DATA}/{key}"
 
 
 def test_eventbridge_key_with_a_literal_plus_falls_back_to_the_raw_key(aws):

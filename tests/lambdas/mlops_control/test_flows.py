@@ -28,7 +28,7 @@ def lazy_imports() -> dict[str, set[str]]:
         return out
 
     return {name: imported(fn, {name}) - {"clients"} for name, fn in functions.items()
-            if not name.startswith("_") and name != "prepare"}
+            if not name.startswith("_") and name not in ("prepare", "after_restore")}
 
 
 def test_every_flow_is_prepared_with_every_module_it_imports():
@@ -57,3 +57,49 @@ def test_every_handler_prepares_its_own_flow():
     for path in sorted(handlers.glob("[a-z]*.py")):
         source = path.read_text()
         assert f'flows.prepare("{path.stem}")' in source and f'runtime.run("{path.stem}"' in source, path.name
+
+
+def test_prepare_registers_the_restore_hook_and_freezes_what_init_built(env, monkeypatch):
+    import gc
+    import types
+
+    from mlops_control import flows
+
+    registered = []
+    runtime_hooks = types.ModuleType("snapshot_restore_py")  # what Lambda's managed runtime provides
+    runtime_hooks.register_after_restore = registered.append
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", runtime_hooks)
+    gc.unfreeze()
+    try:
+        flows.prepare("trigger")
+        assert registered == [flows.after_restore]
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+
+
+def test_prepare_works_without_the_lambda_runtime_hooks(env, monkeypatch):
+    from mlops_control import flows
+
+    monkeypatch.setitem(sys.modules, "snapshot_restore_py", None)  # makes the import raise ImportError
+    flows.prepare("retrain")
+
+
+def test_environments_restored_from_one_snapshot_draw_their_own_random_numbers():
+    import random
+
+    from mlops_control import flows
+
+    snapshot = random.getstate()
+    try:
+        def first_draw(hook):
+            random.setstate(snapshot)  # one more execution environment resumed from the same memory image
+            hook()
+            return [random.random() for _ in range(3)]
+
+        # Without the hook every restored environment repeats the same "random" jitter...
+        assert first_draw(lambda: None) == first_draw(lambda: None)
+        # ...with it, each draws its own.
+        assert first_draw(flows.after_restore) != first_draw(flows.after_restore)
+    finally:
+        random.seed()
