@@ -113,7 +113,7 @@ def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, sub
             raise
         decision, why = "validation_already_started", f"validation job {job} already exists (redelivered event)"
     ledger.record(subject, decision, why, file=obj.uri, job=job,
-                  details={"version": obj.version_or_etag, "size": size, "validated_copy": staged_uri,
+                  details={"version": obj.version_or_etag, "size": size, "validation_input": staged_uri,
                            "reference_model": production.get("training_job") or "none (first model)"})
     return {"status": "started", "job": job, "key": obj.key}
 

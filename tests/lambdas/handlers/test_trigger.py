@@ -35,7 +35,7 @@ def test_upload_starts_one_validation_job_with_the_contract_shape(aws):
     assert "model" not in inputs  # no production model yet
     [started] = aws.decisions("validation_started")
     assert started["file"] == f"s3://{DATA}/incoming/churn.csv" and started["job"] == job
-    assert started["details"]["validated_copy"] == f"s3://{ARTIFACTS}/{staged}"
+    assert started["details"]["validation_input"] == f"s3://{ARTIFACTS}/{staged}"
     assert aws.keys(DATA, "incoming/") == ["incoming/churn.csv"]  # the upload itself is untouched
 
 
