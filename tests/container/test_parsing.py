@@ -185,6 +185,30 @@ def test_structural_errors_in_large_requests_keep_their_messages(model):
     assert status == 400 and message.startswith("CSV ")
 
 
+def _field_count_verdict(check, text: str, width: int) -> str:
+    try:
+        check(text, width, [f"c{i}" for i in range(width)], False)
+    except RequestError as exc:
+        return exc.message
+    return "ok"
+
+
+@pytest.mark.parametrize("text", [
+    "1,2,3\n4,5,6\n",                      # well formed
+    "1,2,3\r\n4,5,6\r\n",                  # CRLF
+    "1,2,3\n\n   \n4,5,6\n",              # blank and whitespace-only lines are skipped
+    "1,2,3\n4,5\n",                        # short line
+    "1,2,3\n4,5,6,7\n",                    # long line
+    "1,2,3\n4,5\x0c6,7\n",                 # a form feed is a line break for the small path
+    "1,2,3\n4,5\u2028,6\n",               # so is U+2028
+    "1,2,3\n4,5\r6,7\n",                   # and a lone CR
+    "1,2,3\n,,\n",                         # empty fields are fields
+])
+def test_field_count_shortcut_gives_the_full_pass_verdict(text):
+    assert _field_count_verdict(parsing._check_field_counts, text, 3) == \
+        _field_count_verdict(parsing._check_each_line, text, 3)
+
+
 def test_render_csv_escapes_each_class_as_before():
     classes = ["plain", "a,b", 'say "hi"', "two\nlines", 1, True, 2.5]
     labels = [classes[i % len(classes)] for i in range(50)] + ["not a class", 3.0]
