@@ -5,8 +5,8 @@
 Each run is a fresh Python process (a Lambda cold start has no warm imports): it imports
 handlers.trigger (which creates its DynamoDB, S3 and SageMaker clients at init) and handles one new-upload
 EventBridge event against a moto server on loopback (the ledger claim, the copy of the upload, the validation
-job, the decision record). The figure is import + handling, measured inside the process; interpreter start-up is reported
-apart because Lambda's runtime pays it before our code runs. A second fresh process per run measures the
+job, the decision record). The figure is import + handling, measured inside the process; interpreter start-up
+is reported apart because Lambda's runtime pays it before our code runs. A second fresh process per run measures the
 floor any boto3-based handler pays: importing botocore and building the same clients (dynamodb, s3, sagemaker).
 Asset size = zip (deflate) of lambda/ without __pycache__, as CDK's asset bundling would ship it.
 Targets (issue 4): <= 150 ms and <= 200 KB.

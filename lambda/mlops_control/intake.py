@@ -87,9 +87,10 @@ def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, sub
                        f"{settings.max_upload_bytes} bytes")
     job = jobs.job_name(settings, "val", obj.bucket, obj.key, obj.version_or_etag)
     staged = jobs.validation_input_key(settings, job, obj.key)
-    if len(staged.encode("utf-8")) > jobs.S3_KEY_LIMIT_BYTES:
+    staged_bytes = len(staged.encode("utf-8"))
+    if staged_bytes > jobs.S3_KEY_LIMIT_BYTES:
         return _reject(settings, ledger, obj, subject, f"the key is too long to validate: its copy for the job "
-                       f"would be {len(staged.encode('utf-8'))} bytes, over S3's {jobs.S3_KEY_LIMIT_BYTES}; "
+                       f"would be {staged_bytes} bytes, over S3's {jobs.S3_KEY_LIMIT_BYTES}; "
                        "use a shorter file name or fewer folders")
     try:
         # The job reads this copy of exactly the version the event announced: a later upload of the same key
@@ -102,7 +103,7 @@ def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, sub
                        "exists (deleted before processing)")
     staged_uri = f"s3://{settings.artifacts_bucket}/{staged}"
     ledger.put_state(f"job#{job}", "meta", {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id,
-                                             "etag": obj.etag, "file": obj.uri, "staged": staged_uri})
+                                             "etag": obj.etag, "file": obj.uri})
     production = ledger.get(*PRODUCTION) or {}
     request = jobs.validation_request(settings, job, staged_uri, production.get("model_data_url"))
     try:
