@@ -87,7 +87,7 @@ def test_typed_read_gives_the_text_path_columns_and_predictions(model, header):
         for row in rows:
             writer.writerow([row[names.index(n)] for n in order])
         text = out.getvalue()
-    typed = parsing._read_csv_typed(text, order or list(model.schema.names), header, model.schema)
+    typed = parsing._read_csv_typed(text.encode(), order or list(model.schema.names), header, model.schema)
     assert typed is not None, "the typed path must handle these tokens itself, not fall back"
     reference = _text_path(text, model, order)
     _assert_same(typed, reference)
@@ -117,7 +117,7 @@ def test_numbers_needing_correct_rounding_are_bit_identical(model):
             else:
                 row[names.index(column)] = repr(float(rng.random() * 10.0 ** rng.integers(-20, 20)))
     text = "\n".join(",".join(r) for r in rows) + "\n"
-    typed = parsing._read_csv_typed(text, names, False, model.schema)
+    typed = parsing._read_csv_typed(text.encode(), names, False, model.schema)
     assert typed is not None
     _assert_same(typed, _text_path(text, model))
 
@@ -126,7 +126,7 @@ def test_numbers_needing_correct_rounding_are_bit_identical(model):
 def test_tokens_with_spaces_or_underscores_give_the_text_path_result(model, token):
     text = _inject(_lines(model, seed=74), model, [token], [], seed=75)
     try:
-        typed = parsing._read_csv_typed(text, list(model.schema.names), False, model.schema)
+        typed = parsing._read_csv_typed(text.encode(), list(model.schema.names), False, model.schema)
     except ValueError:
         typed = None  # refused: parse_csv falls back to the text path
     if token == "1_000":
@@ -185,12 +185,21 @@ def test_structural_errors_in_large_requests_keep_their_messages(model):
     assert status == 400 and message.startswith("CSV ")
 
 
-def _field_count_verdict(check, text: str, width: int) -> str:
+def _field_count_verdict(text: str, width: int, full_pass: bool = False) -> str:
+    order = [f"c{i}" for i in range(width)]
     try:
-        check(text, width, [f"c{i}" for i in range(width)], False)
+        if full_pass:
+            parsing._check_each_line(text, width, order, False)
+        else:
+            parsing._check_field_counts(text.encode(), text, width, order, False)
     except RequestError as exc:
         return exc.message
     return "ok"
+
+
+def _splitlines_counts_match(text: str, commas: int) -> bool:
+    """What the numpy count must agree with whenever it answers True: the str.splitlines definition."""
+    return '"' not in text and all(line.count(",") == commas for line in text.splitlines() if line)
 
 
 @pytest.mark.parametrize("text", [
@@ -203,10 +212,33 @@ def _field_count_verdict(check, text: str, width: int) -> str:
     "1,2,3\n4,5\u2028,6\n",               # so is U+2028
     "1,2,3\n4,5\r6,7\n",                   # and a lone CR
     "1,2,3\n,,\n",                         # empty fields are fields
+    "1,2,3\r\n\r\n4,5,6",                  # a CRLF blank line, no final line break
+    "1,2,3\n4,5,6\r",                      # a final lone CR
+    "\n\n1,2,3\n",                         # leading blank lines
+    "1,2,3\n4,\t5,6\n",                    # a tab inside a field
+    "1,2,3\n4,5\x1e,6\n",                  # a record separator is a line break for str.splitlines
+    "1,2,3\n4,5\x85,6\n",                  # so is NEL
+    "ü,2,3\nä,5,6\n",                      # non-ASCII text without line breaks
+    '1,"2,5",3\n4,5,6\n',                 # quoted separator
+    "1,2,3\n4,5,6,\n",                     # a trailing separator is one field too many
 ])
 def test_field_count_shortcut_gives_the_full_pass_verdict(text):
-    assert _field_count_verdict(parsing._check_field_counts, text, 3) == \
-        _field_count_verdict(parsing._check_each_line, text, 3)
+    assert _field_count_verdict(text, 3) == _field_count_verdict(text, 3, full_pass=True)
+
+
+def test_numpy_separator_count_never_clears_what_the_line_count_refuses():
+    rng = np.random.default_rng(5)
+    pieces = ["1", "22", ",", ",", ",", "\n", "\n", "\r\n", "\r", "\x0c", "\u2028", "\x85", "é", " ", '"', "\t"]
+    cleared = 0
+    for _ in range(3000):
+        text = "".join(rng.choice(pieces, int(rng.integers(0, 30))))
+        fast = parsing._separators_per_line_are(text.encode(), 2)
+        if fast:
+            cleared += 1
+            assert _splitlines_counts_match(text, 2), repr(text)
+    assert cleared > 50  # the generator does produce bodies the fast count clears
+    assert parsing._separators_per_line_are(b"1,2,3\r\n4,5,6\r\n\r\n", 2)
+    assert not parsing._separators_per_line_are(b"1,2,3\n4,5\n", 2)
 
 
 def test_render_csv_escapes_each_class_as_before():

@@ -13,6 +13,8 @@ import pytest
 
 from entrypoint_support import CONTAINER, TARGET, process_env, write_model_dir
 from ml_pipeline import sample_data
+from ml_pipeline.serving.parsing import FeatureSchema, parse_csv
+from ml_pipeline.serving.predictor import THREADED_MIN_ROWS, CompiledModel
 
 READY_SECONDS = 120
 
@@ -24,10 +26,10 @@ def _free_port() -> int:
 
 
 class Server:
-    def __init__(self, opt_ml, workers: int) -> None:
+    def __init__(self, opt_ml, workers: int, **extra: str) -> None:
         self.port = _free_port()
         env = process_env(opt_ml, SAGEMAKER_BIND_TO_PORT=str(self.port), SERVE_WORKERS=str(workers),
-                          SERVE_HOST="127.0.0.1")
+                          SERVE_HOST="127.0.0.1", **extra)
         self.process = subprocess.Popen([str(CONTAINER / "serve")], env=env, stdout=subprocess.PIPE,
                                         stderr=subprocess.STDOUT, text=True)
 
@@ -183,3 +185,57 @@ def test_ping_is_503_with_the_reason_when_there_is_no_model(tmp_path):
         assert status == 503
     finally:
         running.stop()
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_large_batches_share_cores_through_a_file_removed_at_stop(model_rows, tmp_path, workers):
+    opt_ml, _ = model_rows
+    running = Server(opt_ml, workers=workers, TMPDIR=str(tmp_path))
+    try:
+        running.wait_until_listening()
+        shares = list(tmp_path.glob("serve-cores-*"))
+        assert len(shares) == 1 and shares[0].stat().st_size == 2 * workers  # room for restarted workers
+        rows = sample_data.generate(THREADED_MIN_ROWS + 10, seed=73).drop(columns=TARGET)
+        expected = CompiledModel.load(opt_ml / "model").predict(parse_csv(_csv(rows), FeatureSchema.from_metadata(
+            json.loads((opt_ml / "model" / "metadata.json").read_text())))).labels
+        status, _, body = running.request("POST", "/invocations", _csv(rows), {"Content-Type": "text/csv"})
+        assert status == 200 and body.decode().split() == expected
+    finally:
+        running.stop()
+    assert not list(tmp_path.glob("serve-cores-*"))  # gone whether uvicorn re-raised SIGTERM (1 worker) or not
+
+
+def test_a_bad_batch_thread_setting_stops_serve_with_the_reason(model_rows):
+    running = Server(model_rows[0], workers=1, SERVE_BATCH_THREADS="many")
+    assert running.process.wait(timeout=60) == 2
+    assert "SERVE_BATCH_THREADS must be 'auto' or a whole number" in running.process.stdout.read()
+
+
+def test_a_worker_keeps_freed_request_memory_instead_of_faulting_it_in_again():
+    # In a fresh interpreter: mallopt changes the whole process. 20 rounds of ≈ 16 MB in 8 buffers, as a 10k-row
+    # request allocates; glibc's defaults give it back and fault it in again every round.
+    script = """
+import resource, sys
+import numpy as np
+from ml_pipeline.serving.app import keep_freed_memory
+kept = len(sys.argv) > 1 and keep_freed_memory()
+def request():  # buffers of a few MB each, all alive at once, then all freed
+    buffers = [np.ones(256 * 1024 + 1000 * i) for i in range(8)]
+    return sum(b.sum() for b in buffers)
+request()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(20):
+    request()
+print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+    import sys
+
+    runs = {}
+    for setting in ([], ["keep"]):
+        result = subprocess.run([sys.executable, "-c", script, *setting], capture_output=True, text=True, timeout=120,
+                                check=True)
+        kept, faults = result.stdout.split()
+        runs[bool(setting)] = (kept == "True", int(faults))
+    assert runs[True][0], "mallopt refused (not glibc?)"
+    assert runs[False][1] > 20 * 3000  # the defaults fault every page in again
+    assert runs[True][1] < 1000

@@ -14,12 +14,14 @@ import logging
 import os
 import signal
 import sys
+import tempfile
 import traceback
 from pathlib import Path
 from typing import Any
 
 from ml_pipeline import paths
 from ml_pipeline.errors import ConfigError, DataError
+from ml_pipeline.serving import cores
 
 log = logging.getLogger("ml_pipeline.entrypoints")
 METRIC_ORDER = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")
@@ -260,30 +262,63 @@ def worker_count(environ: dict[str, str]) -> int:
     explicit = environ.get("SERVE_WORKERS") or environ.get("SAGEMAKER_MODEL_SERVER_WORKERS")
     if explicit:
         return max(1, int(explicit))
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
+    return cores.available_cores()
 
 
 def serve(argv: list[str] | None = None) -> int:
     """HTTP server on SAGEMAKER_BIND_TO_PORT (8080): one uvicorn worker per core, uvloop + httptools."""
     workers = worker_count(dict(os.environ))
+    try:
+        batch_threads = cores.thread_limit(dict(os.environ), cores.available_cores())
+    except ValueError as exc:
+        print(f"serve: {exc}", file=sys.stderr)
+        return 2
     # One thread per worker: workers already use every core, and OpenMP threads fighting over them cost far
-    # more than they gain on single rows.
+    # more than they gain on single rows. Large batches borrow the cores of idle workers (serving/cores.py).
     os.environ.setdefault("OMP_NUM_THREADS", os.environ.get("SERVE_THREADS", "1"))
+    # libgomp's idle threads spin ≈ 300k times before sleeping; when the machine is busy anyway, a borrowed
+    # thread spinning on a core it cannot get made 10k-row predicts take up to 900 ms (10k spins: ≤ 100 ms).
+    os.environ.setdefault("GOMP_SPINCOUNT", "10000")
     _quiet_environment()
     import uvicorn
 
     port = int(os.environ.get("SAGEMAKER_BIND_TO_PORT", "8080"))
     host = os.environ.get("SERVE_HOST", "0.0.0.0")
     print(f"serve: http://{host}:{port} with {workers} worker(s), model {paths.model_dir()}", flush=True)
-    uvicorn.run("ml_pipeline.serving.app:app", host=host, port=port, workers=workers, loop="uvloop",
-                http="httptools", lifespan="on", access_log=False, log_level=os.environ.get("SERVE_LOG_LEVEL", "info"),
-                timeout_keep_alive=int(os.environ.get("SERVE_KEEP_ALIVE", "75")),
-                timeout_graceful_shutdown=int(os.environ.get("SERVE_GRACEFUL_SECONDS", "15")),
-                backlog=2048)
+    # Twice the slots: a restart (SIGHUP) starts each replacement before it retires the old worker.
+    share = cores.create_file(tempfile.gettempdir(), 2 * workers) if batch_threads > 1 else None
+    if share is not None:
+        os.environ[cores.FILE_VARIABLE] = share
+        _remove_when_signalled(share)
+    try:
+        uvicorn.run("ml_pipeline.serving.app:app", host=host, port=port, workers=workers, loop="uvloop",
+                    http="httptools", lifespan="on", access_log=False,
+                    log_level=os.environ.get("SERVE_LOG_LEVEL", "info"),
+                    timeout_keep_alive=int(os.environ.get("SERVE_KEEP_ALIVE", "75")),
+                    timeout_graceful_shutdown=int(os.environ.get("SERVE_GRACEFUL_SECONDS", "15")),
+                    backlog=2048)
+    finally:
+        if share is not None:
+            _remove(share)
     return 0
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _remove_when_signalled(path: str) -> None:
+    """A single uvicorn process re-raises SIGTERM/SIGINT after its shutdown: remove the file, then die of it."""
+    def stop(signum, _frame) -> None:
+        _remove(path)
+        signal.signal(signum, signal.SIG_DFL)
+        signal.raise_signal(signum)
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, stop)
 
 
 COMMANDS = {"train": train, "validate": validate, "monitor": monitor, "serve": serve}

@@ -63,3 +63,38 @@ class Forest:
 
     def predict(self, x: np.ndarray) -> np.ndarray:
         return self.loss.link.inverse(self.raw(x).ravel())
+
+
+class TreeWalk:
+    """sklearn's own compiled (OpenMP) walk over the whole batch, with the thread count chosen before each tree.
+
+    The same steps as `_raw_predict` (zeros + baseline, then each tree's `predict` added in order), so the
+    numbers are sklearn's; only `n_threads` changes between trees. That lets a large request give a borrowed
+    core back within one tree (≈ 0.3 ms at 10k rows) instead of one whole `predict_proba` call.
+    """
+
+    def __init__(self, estimator) -> None:
+        if getattr(estimator, "_preprocessor", None) is not None:
+            raise ValueError("native categorical features are not walked")
+        self.predictors = estimator._predictors
+        self.baseline = estimator._baseline_prediction
+        self.outputs = int(estimator.n_trees_per_iteration_)
+        self.loss = estimator._loss
+        self.known_cat_bitsets, self.f_idx_map = estimator._bin_mapper.make_known_categories_bitsets()
+
+    def raw(self, x: np.ndarray, threads) -> np.ndarray:
+        x = np.ascontiguousarray(x, dtype=np.float64)
+        raw = np.zeros((x.shape[0], self.outputs), dtype=self.baseline.dtype, order="F")
+        raw += self.baseline
+        for iteration in self.predictors:
+            n_threads = threads()
+            for k, predictor in enumerate(iteration):
+                raw[:, k] += predictor.predict(x, known_cat_bitsets=self.known_cat_bitsets, f_idx_map=self.f_idx_map,
+                                               n_threads=n_threads)
+        return raw
+
+    def predict_proba(self, x: np.ndarray, threads) -> np.ndarray:
+        return self.loss.predict_proba(self.raw(x, threads))
+
+    def predict(self, x: np.ndarray, threads) -> np.ndarray:
+        return self.loss.link.inverse(self.raw(x, threads).ravel())
