@@ -5,7 +5,7 @@ cores the other workers are using (two concurrent 10k-row predicts on two thread
 43-55 ms on one; bench/findings.md). But a batch client, or SageMaker Batch Transform with one request at a
 time, keeps only one worker busy, and one thread then leaves the other cores idle. So `serve` creates a small
 file that every worker maps, one byte per worker: a worker sets its byte while it computes, and a large request
-asks before each chunk of rows how many other workers are computing, and uses the cores they leave.
+asks before each tree how many other workers are computing, and uses the cores they leave.
 """
 
 from __future__ import annotations
@@ -36,13 +36,13 @@ def thread_limit(environ: dict[str, str], cores: int) -> int:
     return int(value)
 
 
-def create_file(directory: str, workers: int) -> str:
-    """The shared file for `workers` workers (all idle); the caller removes it when the server stops."""
+def create_file(directory: str, slots: int) -> str:
+    """The shared file with `slots` idle slots; the caller removes it when the server stops."""
     import tempfile
 
     fd, path = tempfile.mkstemp(prefix="serve-cores-", dir=directory)
     try:
-        os.write(fd, bytes(workers))
+        os.write(fd, bytes(slots))
     finally:
         os.close(fd)
     return path
