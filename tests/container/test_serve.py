@@ -239,3 +239,4 @@ print(kept, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
     assert runs[True][0], "mallopt refused (not glibc?)"
     assert runs[False][1] > 20 * 3000  # the defaults fault every page in again
     assert runs[True][1] < 1000
+

@@ -286,7 +286,12 @@ def serve(argv: list[str] | None = None) -> int:
     host = os.environ.get("SERVE_HOST", "0.0.0.0")
     print(f"serve: http://{host}:{port} with {workers} worker(s), model {paths.model_dir()}", flush=True)
     # Twice the slots: a restart (SIGHUP) starts each replacement before it retires the old worker.
-    share = cores.create_file(tempfile.gettempdir(), 2 * workers) if batch_threads > 1 else None
+    share = None
+    if batch_threads > 1:
+        try:
+            share = cores.create_file(tempfile.gettempdir(), 2 * workers)
+        except OSError as exc:  # no writable temp directory: serve as before, every request on one thread
+            print(f"serve: large batches stay on one thread: cannot create the shared file ({exc})", flush=True)
     if share is not None:
         os.environ[cores.FILE_VARIABLE] = share
         _remove_when_signalled(share)
