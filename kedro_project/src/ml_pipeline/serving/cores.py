@@ -13,6 +13,7 @@ from __future__ import annotations
 import fcntl
 import mmap
 import os
+import tempfile
 from contextlib import contextmanager
 
 FILE_VARIABLE = "SERVE_CORES_FILE"  # set by `serve` for its workers
@@ -38,8 +39,6 @@ def thread_limit(environ: dict[str, str], cores: int) -> int:
 
 def create_file(directory: str, slots: int) -> str:
     """The shared file with `slots` idle slots; the caller removes it when the server stops."""
-    import tempfile
-
     fd, path = tempfile.mkstemp(prefix="serve-cores-", dir=directory)
     try:
         os.write(fd, bytes(slots))
