@@ -107,7 +107,9 @@ def _environment(endpoint: str) -> dict[str, str]:
         "NAME_PREFIX": prefix, "LEDGER_TABLE": f"{prefix}-ledger", "DATA_BUCKET": f"{prefix}-data",
         "ARTIFACTS_BUCKET": f"{prefix}-artifacts", "NOTIFY_TOPIC_ARN": f"arn:aws:sns:us-east-1:123456789012:{prefix}",
         "KMS_KEY_ARN": "arn:aws:kms:us-east-1:123456789012:key/bench", "IMAGE_URI": "bench:latest",
-        "SAGEMAKER_ROLE_ARN": "arn:aws:iam::123456789012:role/bench", "ENDPOINT_NAME": f"{prefix}-endpoint",
+        "TRAINING_ROLE_ARN": "arn:aws:iam::123456789012:role/bench-training",
+        "PROCESSING_ROLE_ARN": "arn:aws:iam::123456789012:role/bench-processing",
+        "MODEL_ROLE_ARN": "arn:aws:iam::123456789012:role/bench-model", "ENDPOINT_NAME": f"{prefix}-endpoint",
         "MODEL_PACKAGE_GROUP": f"{prefix}-models", "TARGET_COLUMN": "churn",
     })
     return env

@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import json
 import logging
+import re
 import threading
 import time
 import uuid
@@ -23,6 +24,11 @@ log = logging.getLogger("local.runtime")
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's documented request limit
 UPSTREAM_TIMEOUT_SECONDS = 60.0  # SageMaker's invocation timeout
+CLIENT_TIMEOUT_SECONDS = 60.0  # a client silent this long mid-request (handshake, header or body) is dropped
+# An over-limit body up to this size is read and dropped so that the client sees the 413; beyond it, or when the
+# length is not a plain decimal, the connection is closed instead: nothing is ever read without a bound.
+DRAIN_LIMIT_BYTES = 2 * MAX_PAYLOAD_BYTES
+_DECIMAL = re.compile(r"[0-9]{1,19}")
 
 
 @dataclass(frozen=True)
@@ -88,11 +94,14 @@ class _TlsHttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], ssl_context: Any):
+    def __init__(self, address: tuple[str, int], handler: type[BaseHTTPRequestHandler], ssl_context: Any,
+                 client_timeout: float = CLIENT_TIMEOUT_SECONDS):
         super().__init__(address, handler)
         self.ssl_context = ssl_context
+        self.client_timeout = client_timeout
 
     def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(self.client_timeout)  # bounds the handshake too, not only the request
         if self.ssl_context is not None:
             request = self.ssl_context.wrap_socket(request, server_side=True)
         self.RequestHandlerClass(request, client_address, self)
@@ -114,6 +123,7 @@ class RuntimeServer:
         region: str = "us-east-1",
         control: ControlHandler | None = None,
         control_token: str | None = None,
+        client_timeout: float = CLIENT_TIMEOUT_SECONDS,
     ):
         self.backend = backend
         self.account = account
@@ -122,7 +132,8 @@ class RuntimeServer:
         self.control_token = control_token
         self._upstreams = _Upstreams()
         handler = self._handler_class()
-        self.httpd = _TlsHttpServer((host, port), handler, ssl_context)
+        handler.timeout = client_timeout
+        self.httpd = _TlsHttpServer((host, port), handler, ssl_context, client_timeout)
         self._thread: threading.Thread | None = None
 
     @property
@@ -224,29 +235,52 @@ class RuntimeServer:
                 self.wfile.write(body)
 
             def _body(self) -> bytes | None:
-                length = self.headers.get("Content-Length")
-                if length is None:
-                    return b""
-                try:
-                    n = int(length)
-                except ValueError:
+                """The request body, or None after answering a refusal (the connection then closes)."""
+                if self.headers.get("Transfer-Encoding") is not None:
+                    # Unread chunks would be parsed as the next request; InvokeEndpoint clients send a length.
+                    self._refuse(411, "LengthRequired", "send the body with a Content-Length, not chunked")
                     return None
-                if n > MAX_PAYLOAD_BYTES + 1:
-                    # Read and drop to keep the connection usable, then refuse.
-                    remaining = n
-                    while remaining > 0:
-                        chunk = self.rfile.read(min(remaining, 1 << 20))
-                        if not chunk:
-                            break
-                        remaining -= len(chunk)
-                    return b"x" * (MAX_PAYLOAD_BYTES + 1)
-                return self.rfile.read(n)
+                lengths = {value.strip(" \t") for value in self.headers.get_all("Content-Length") or []}
+                if not lengths:
+                    return b""
+                length = lengths.pop() if len(lengths) == 1 else ""
+                if not _DECIMAL.fullmatch(length):
+                    self._refuse(400, "ValidationError", "invalid Content-Length: send one plain decimal byte count")
+                    return None
+                n = int(length)
+                if n > MAX_PAYLOAD_BYTES:
+                    message = f"Request payload size {n} exceeds the maximum of {MAX_PAYLOAD_BYTES} bytes."
+                    if n <= DRAIN_LIMIT_BYTES and self._drained(n):
+                        self._send(*server._error(413, "ValidationError", message, {}))
+                    else:
+                        self._refuse(413, "ValidationError", message)
+                    return None
+                body = self.rfile.read(n)
+                if len(body) < n:  # the client closed early: nothing to answer on this connection
+                    self.close_connection = True
+                    return None
+                return body
+
+            def _drained(self, n: int) -> bool:
+                """Read and drop `n` bytes (keeps the connection usable); False if the client stopped sending."""
+                remaining = n
+                while remaining > 0:
+                    chunk = self.rfile.read(min(remaining, 1 << 20))
+                    if not chunk:
+                        return False
+                    remaining -= len(chunk)
+                return True
+
+            def _refuse(self, status: int, code: str, message: str) -> None:
+                """Answer and close: the rest of what the client sent cannot be told apart from a next request."""
+                self.close_connection = True
+                status, headers, body = server._error(status, code, message, {})
+                self._send(status, {**headers, "Connection": "close"}, body)
 
             def do_POST(self) -> None:  # noqa: N802 (http.server API)
                 path = urlsplit(self.path).path
                 body = self._body()
                 if body is None:
-                    self._send(*server._error(400, "ValidationError", "invalid Content-Length", {}))
                     return
                 if path.startswith("/_local/"):
                     self._control("POST", path, body)

@@ -5,4 +5,4 @@ flows.prepare("endpoint_state")  # at init: its modules and clients are in a Sna
 
 
 def handler(event, context):
-    return runtime.run("endpoint_state", event, flows.endpoint_state)
+    return runtime.run("endpoint_state", event, flows.endpoint_state, context=context)

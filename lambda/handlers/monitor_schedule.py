@@ -5,4 +5,4 @@ flows.prepare("monitor_schedule")  # at init: its modules and clients are in a S
 
 
 def handler(event, context):
-    return runtime.run("monitor_schedule", event, flows.monitor_schedule)
+    return runtime.run("monitor_schedule", event, flows.monitor_schedule, context=context)

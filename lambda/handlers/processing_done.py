@@ -5,4 +5,4 @@ flows.prepare("processing_done")  # at init: its modules and clients are in a Sn
 
 
 def handler(event, context):
-    return runtime.run("processing_done", event, flows.processing_done)
+    return runtime.run("processing_done", event, flows.processing_done, context=context)

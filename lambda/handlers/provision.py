@@ -8,4 +8,4 @@ flows.prepare("provision")  # at init: its modules and clients are in a SnapStar
 
 
 def handler(event, context):
-    return runtime.run("provision", event, flows.provision, raise_malformed=True)
+    return runtime.run("provision", event, flows.provision, context=context, raise_malformed=True)

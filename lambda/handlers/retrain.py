@@ -5,4 +5,4 @@ flows.prepare("retrain")  # at init: its modules and clients are in a SnapStart 
 
 
 def handler(event, context):
-    return runtime.run("retrain", event, flows.retrain)
+    return runtime.run("retrain", event, flows.retrain, context=context)

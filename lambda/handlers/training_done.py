@@ -5,4 +5,4 @@ flows.prepare("training_done")  # at init: its modules and clients are in a Snap
 
 
 def handler(event, context):
-    return runtime.run("training_done", event, flows.training_done)
+    return runtime.run("training_done", event, flows.training_done, context=context)

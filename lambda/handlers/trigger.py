@@ -5,4 +5,4 @@ flows.prepare("trigger")  # at init: its modules and clients are in a SnapStart 
 
 
 def handler(event, context):
-    return runtime.run("trigger", event, flows.trigger)
+    return runtime.run("trigger", event, flows.trigger, context=context)

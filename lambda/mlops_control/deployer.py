@@ -10,19 +10,24 @@ pending_job when a newer model waits for it. Production item (pk=pipeline, sk=pr
 from __future__ import annotations
 
 import json
+import logging
 import time
 from typing import Any
 
-from . import clients, gate, jobs
+from . import clients, gate, jobs, model_digest
 from .ledger import Ledger, now_iso
-from .notify import publish
+from .notify import announce
 from .settings import Settings
 
+log = logging.getLogger("mlops_control")
+
+MODEL_SHA256_VARIABLE = "MODEL_SHA256"  # the serving container's environment (CONTRACTS.md, "Serving")
 SLOT = ("pipeline", "endpoint")
 PRODUCTION = ("pipeline", "production")
 STABLE = ("InService", "Failed", "OutOfService")
 _INFLIGHT = ("inflight_config", "inflight_job", "inflight_package", "inflight_model", "inflight_since",
-             "inflight_metrics", "inflight_task", "inflight_model_data_url", "inflight_requested", "previous_config")
+             "inflight_metrics", "inflight_task", "inflight_model_data_url", "inflight_requested", "previous_config",
+             "inflight_model_sha256", "inflight_model_version", "inflight_lease_until")
 
 
 def _sm() -> Any:
@@ -77,12 +82,16 @@ def _lineage(settings: Settings, training: dict, metrics: dict[str, float], task
     }
 
 
-def register_package(settings: Settings, training: dict, metrics: dict[str, float], task: str, reason: str) -> str:
+def register_package(settings: Settings, training: dict, metrics: dict[str, float], task: str, reason: str,
+                     pinned: model_digest.Pinned) -> str:
     """A Model Package (approved: it passed the gate) with lineage: data URIs + versions, image,
-    hyperparameters and metrics, in lineage.json next to the model and summarised in its metadata."""
+    hyperparameters and metrics, in lineage.json next to the model and summarised in its metadata, and the
+    pin of the artifact (S3 version, digests) that the endpoint will insist on."""
     ensure_model_package_group(settings)
     job = training["TrainingJobName"]
     lineage = _lineage(settings, training, metrics, task)
+    lineage["model"] = {"uri": lineage["model_data_url"], "version": pinned.version_id, "sha256": pinned.digest,
+                        "tarball_sha256": pinned.tarball_sha256, "files": pinned.files}
     lineage_key = f"models/{job}/lineage.json"
     clients.get("s3").put_object(Bucket=settings.artifacts_bucket, Key=lineage_key, ContentType="application/json",
                                  Body=json.dumps(lineage, indent=1, default=str).encode(),
@@ -92,6 +101,7 @@ def register_package(settings: Settings, training: dict, metrics: dict[str, floa
                 "lineage": f"s3://{settings.artifacts_bucket}/{lineage_key}"[:256],
                 "hyperparameters": json.dumps(lineage["hyperparameters"], sort_keys=True)[:256]}
     customer.update({f"test_{k}": f"{v:.6g}" for k, v in metrics.items()})
+    customer.update({"model_sha256": pinned.digest, "model_version": str(pinned.version_id or "")[:256]})
     response = _sm().create_model_package(
         ModelPackageGroupName=settings.model_package_group,
         ModelPackageDescription=f"{job}: {reason}"[:1024],
@@ -110,11 +120,13 @@ def register_package(settings: Settings, training: dict, metrics: dict[str, floa
     return response["ModelPackageArn"]
 
 
-def create_model(settings: Settings, name: str, model_data_url: str) -> None:
+def create_model(settings: Settings, name: str, model_data_url: str, model_sha256: str) -> None:
     try:
         _sm().create_model(
-            ModelName=name, ExecutionRoleArn=settings.sagemaker_role_arn, EnableNetworkIsolation=True,
-            PrimaryContainer={"Image": settings.image_uri, "ModelDataUrl": model_data_url, "Mode": "SingleModel"},
+            ModelName=name, ExecutionRoleArn=settings.model_role_arn, EnableNetworkIsolation=True,
+            # ModelDataUrl takes no S3 version: `serve` refuses any directory whose digest is not this one.
+            PrimaryContainer={"Image": settings.image_uri, "ModelDataUrl": model_data_url, "Mode": "SingleModel",
+                              "Environment": {MODEL_SHA256_VARIABLE: model_sha256}},
             Tags=[{"Key": "pipeline", "Value": settings.name_prefix}],
         )
     except Exception as exc:  # noqa: BLE001 - a retried deploy finds its model already made
@@ -148,12 +160,13 @@ def create_endpoint_config(settings: Settings, name: str, model: str) -> None:
 
 
 def deployment_config(settings: Settings) -> dict:
-    """Blue/green, all traffic at once after the new fleet is healthy, then a baking period during which
-    any rollback alarm sends traffic back to the old fleet."""
+    """Blue/green, all traffic at once after the new fleet is healthy, then a baking period (the wait before
+    the old fleet is terminated) during which any rollback alarm sends traffic back to the old fleet."""
     config: dict[str, Any] = {"BlueGreenUpdatePolicy": {
         "TrafficRoutingConfiguration": {"Type": "ALL_AT_ONCE", "WaitIntervalInSeconds": 0},
-        "TerminationWaitInSeconds": 600,
-        "MaximumExecutionTimeoutInSeconds": 3600,
+        "TerminationWaitInSeconds": settings.deploy_bake_seconds,
+        # Must exceed the waits; the rest is time to provision the new fleet.
+        "MaximumExecutionTimeoutInSeconds": settings.deploy_bake_seconds + 3000,
     }}
     if settings.rollback_alarm_names:
         config["AutoRollbackConfiguration"] = {"Alarms": [{"AlarmName": a} for a in settings.rollback_alarm_names]}
@@ -208,9 +221,12 @@ def _instance_type_of(config_name: str | None) -> str | None:
 # -- deploy -----------------------------------------------------------------------------------------------
 def deploy_training_job(settings: Settings, ledger: Ledger, job: str, *, training: dict | None = None) -> dict:
     """Gate a completed training job against the production model and, if it passes, deploy it."""
+    production = ledger.get(*PRODUCTION)
+    if production and production.get("training_job") == job:
+        # A retried or deferred request for the model that already serves (its deploy was verified meanwhile).
+        return {"status": "already_production", "job": job}
     training = training or _sm().describe_training_job(TrainingJobName=job)
     metrics = jobs.test_metrics(training.get("FinalMetricDataList"))
-    production = ledger.get(*PRODUCTION)
     result = gate.evaluate(settings.quality_gate, settings.task, metrics, (production or {}).get("metrics") if production else None)
     subject = f"job#{job}"
     details = {"metric": result.metric, "value": result.value, "threshold": result.threshold,
@@ -218,17 +234,29 @@ def deploy_training_job(settings: Settings, ledger: Ledger, job: str, *, trainin
                "metrics": metrics}
     if not result.passed:
         ledger.record(subject, "gated_out", result.reason, job=job, details=details)
-        publish(settings, f"Model not deployed: {job}", f"The model from {job} did not pass the quality gate: "
+        announce(settings, ledger, f"Model not deployed: {job}", f"The model from {job} did not pass the quality gate: "
                 f"{result.reason}. The production model keeps serving.", details)
         return {"status": "gated_out", "reason": result.reason}
+    model_data_url = training["ModelArtifacts"]["S3ModelArtifacts"]
+    try:
+        pinned = model_digest.pin(clients.get("s3"), model_data_url)
+    except Exception as exc:  # noqa: BLE001
+        if not (isinstance(exc, model_digest.InvalidModel) or clients.is_not_found(exc)):
+            raise
+        reason = f"the model artifact cannot be deployed: {clients.error_message(exc)}"
+        ledger.record(subject, "gated_out", reason, job=job, details={**details, "model_data_url": model_data_url})
+        announce(settings, ledger, f"Model not deployed: {job}", f"{reason}. The production model keeps serving.",
+                 {"job": job, "model_data_url": model_data_url})
+        return {"status": "gated_out", "reason": reason}
+    details["model"] = {"version": pinned.version_id, "sha256": pinned.digest, "tarball_sha256": pinned.tarball_sha256}
     ledger.record(subject, "gate_passed", result.reason, job=job, details=details)
-    return deploy_model(settings, ledger, job, training["ModelArtifacts"]["S3ModelArtifacts"], metrics, result.task,
-                        reason=result.reason, training=training)
+    return deploy_model(settings, ledger, job, model_data_url, metrics, result.task, reason=result.reason,
+                        training=training, pinned=pinned)
 
 
 def deploy_model(settings: Settings, ledger: Ledger, job: str, model_data_url: str, metrics: dict[str, float],
-                 task: str, *, reason: str, training: dict | None = None, package_arn: str | None = None,
-                 now: float | None = None) -> dict:
+                 task: str, *, reason: str, pinned: model_digest.Pinned, training: dict | None = None,
+                 package_arn: str | None = None, now: float | None = None) -> dict:
     moment = time.time() if now is None else now
     subject = f"job#{job}"
     endpoint = describe_endpoint(settings)
@@ -236,36 +264,56 @@ def deploy_model(settings: Settings, ledger: Ledger, job: str, model_data_url: s
     if status == "Failed" and not (ledger.get(*SLOT) or {}).get("inflight_config"):
         # A Failed endpoint serves nothing and can only be deleted; the model deploys once it is gone.
         _sm().delete_endpoint(EndpointName=settings.endpoint_name)
-        publish(settings, "Failed endpoint deleted", f"{settings.endpoint_name} was Failed "
+        announce(settings, ledger, "Failed endpoint deleted", f"{settings.endpoint_name} was Failed "
                 f"({endpoint.get('FailureReason') or 'no reason given'}); it is being deleted and {job} will "
                 "create it again.", {"job": job})
         return _defer(settings, ledger, job, f"the endpoint was Failed ({endpoint.get('FailureReason')}) and is "
                                              "being deleted")
+    cfg, model = jobs.config_name(settings, job), jobs.model_name(settings, job)
+    slot = ledger.get(*SLOT) or {}
+    adopt = (slot.get("inflight_config") == cfg and not slot.get("inflight_requested")
+             and int(slot.get("inflight_lease_until") or 0) < moment and status in ("Creating", "Updating"))
+    if adopt:
+        # The delivery that took the slot died right after asking SageMaker (nothing else can change this
+        # endpoint while the slot is held): the change under way is this deployment.
+        ledger.update(*SLOT, set_values={"inflight_requested": True},
+                      condition="#inflight_config = :cfg AND attribute_not_exists(#inflight_requested)",
+                      condition_values={":cfg": cfg})
+        slot["inflight_requested"] = True
+    if slot.get("inflight_config") == cfg and slot.get("inflight_requested"):
+        # A retried delivery: this very deployment was requested before that delivery failed.
+        ledger.record(subject, "deploy_requested", f"{settings.endpoint_name} → {cfg} was already requested",
+                      job=job, model=slot.get("inflight_package"), details={"config": cfg, "action": "already_requested"})
+        return {"status": "deploy_requested", "config": cfg, "package": slot.get("inflight_package"),
+                "action": "already_requested"}
     if status not in (None, "InService"):
         return _defer(settings, ledger, job, f"the endpoint is {status}")
-    cfg, model = jobs.config_name(settings, job), jobs.model_name(settings, job)
     try:
         ledger.update(*SLOT, set_values={
             "inflight_config": cfg, "inflight_job": job, "inflight_model": model, "inflight_since": int(moment),
             "inflight_metrics": metrics, "inflight_task": task, "inflight_model_data_url": model_data_url,
+            "inflight_model_sha256": pinned.digest, "inflight_model_version": pinned.version_id,
             "previous_config": (endpoint or {}).get("EndpointConfigName") or "",
-        }, condition="attribute_not_exists(#inflight_config) OR #inflight_config = :cfg OR #inflight_since < :stale",
+            # Until the Create/UpdateEndpoint request is recorded as made, the slot is this invocation's.
+            "inflight_lease_until": ledger.lease_end(moment),
+        }, remove=("inflight_requested",), condition="attribute_not_exists(#inflight_config) OR #inflight_config = :cfg OR #inflight_since < :stale",
             condition_values={":cfg": cfg, ":stale": int(moment - 4 * 3600)})
     except Exception as exc:  # noqa: BLE001
         if not clients.is_conditional_failure(exc):
             raise
         return _defer(settings, ledger, job, "another deployment is in flight")
+    requested = False
     try:
         if package_arn is None:
             package_arn = register_package(settings, training or _sm().describe_training_job(TrainingJobName=job),
-                                           metrics, task, reason)
+                                           metrics, task, reason, pinned)
         ledger.update(*SLOT, set_values={"inflight_package": package_arn})
-        create_model(settings, model, model_data_url)
+        create_model(settings, model, model_data_url, pinned.digest)
         create_endpoint_config(settings, cfg, model)
         if endpoint is None:
             _sm().create_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=cfg,
                                   Tags=[{"Key": "pipeline", "Value": settings.name_prefix}])
-            action = "create_endpoint"
+            action, requested = "create_endpoint", True
         elif endpoint.get("EndpointConfigName") == cfg:
             action = "already_serving"
         else:
@@ -274,13 +322,22 @@ def deploy_model(settings: Settings, ledger: Ledger, job: str, model_data_url: s
                 _deregister_scaling(settings)
             _sm().update_endpoint(EndpointName=settings.endpoint_name, EndpointConfigName=cfg,
                                   DeploymentConfig=deployment_config(settings))
-            action = "update_endpoint"
+            action, requested = "update_endpoint", True
+        # Only now may an endpoint event judge this deployment: one arriving between taking the slot and the
+        # Create/UpdateEndpoint call would otherwise see the old config and call it a rollback.
+        ledger.update(*SLOT, set_values={"inflight_requested": True}, condition="#inflight_config = :cfg",
+                      condition_values={":cfg": cfg})
     except Exception:
-        ledger.update(*SLOT, remove=_INFLIGHT, condition="#inflight_config = :cfg", condition_values={":cfg": cfg})
+        try:
+            if requested:  # SageMaker is acting on it: keep the slot, so its endpoint event is judged
+                ledger.update(*SLOT, set_values={"inflight_requested": True}, condition="#inflight_config = :cfg",
+                              condition_values={":cfg": cfg})
+            else:
+                ledger.update(*SLOT, remove=_INFLIGHT, condition="#inflight_config = :cfg",
+                              condition_values={":cfg": cfg})
+        except Exception:  # noqa: BLE001 - verify reclaims a slot whose requester's lease is over
+            log.exception("could not settle the deployment slot held for %s", cfg)
         raise
-    # Only now may an endpoint event judge this deployment: one arriving between taking the slot and the
-    # Create/UpdateEndpoint call would otherwise see the old config and call it a rollback.
-    ledger.update(*SLOT, set_values={"inflight_requested": True})
     ledger.record(subject, "deploy_requested",
                   f"{action}: {settings.endpoint_name} → {cfg} (previous: {(endpoint or {}).get('EndpointConfigName') or 'none'})",
                   job=job, model=package_arn, details={"config": cfg, "model_name": model, "action": action})
@@ -299,6 +356,8 @@ def _defer(settings: Settings, ledger: Ledger, job: str, why: str) -> dict:
 def verify(settings: Settings, ledger: Ledger) -> dict:
     """Does the endpoint run the config we asked for? SageMaker rolls a failed blue/green update back
     silently, so the answer comes from DescribeEndpoint, not from the event."""
+    from .runtime import exactly_once
+
     endpoint = describe_endpoint(settings)
     status = endpoint.get("EndpointStatus") if endpoint else "Deleted"
     if endpoint is not None and status not in STABLE:
@@ -308,47 +367,111 @@ def verify(settings: Settings, ledger: Ledger) -> dict:
     if not requested:
         result: dict = {"status": "nothing_in_flight", "endpoint_status": status}
     elif not slot.get("inflight_requested"):
-        return {"status": "waiting", "reason": f"the request for {requested} is being made"}
+        if int(slot.get("inflight_lease_until") or 0) >= time.time():
+            return {"status": "waiting", "reason": f"the request for {requested} is being made"}
+        result = _reclaim(settings, ledger, slot, endpoint, status)
     else:
-        claim = ledger.claim(f"claim#deploy#{requested}#{slot.get('inflight_since')}", "verify", lease_seconds=300)
-        if claim.status == "busy":
-            from .runtime import Busy
-
-            raise Busy(f"verification of {requested} is being handled by another delivery")
-        if not claim.acquired:
-            return {"status": "duplicate"}
-        live = endpoint.get("EndpointConfigName") if endpoint else None
-        if status == "InService" and live == requested:
-            result = _deployed(settings, ledger, slot, endpoint)
-        else:
-            result = _rolled_back(settings, ledger, slot, endpoint, status)
-        ledger.update(*SLOT, remove=_INFLIGHT, condition="#inflight_config = :cfg", condition_values={":cfg": requested})
-        ledger.complete(f"claim#deploy#{requested}#{slot.get('inflight_since')}", "verify", {"outcome": result["status"]})
+        # The verdict, the production record and the freed slot are one commit: a delivery that fails
+        # anywhere leaves the deployment in flight for its retry, never half-recorded.
+        result = exactly_once(
+            ledger, f"claim#deploy#{requested}#{slot.get('inflight_since')}", "verify",
+            lambda: _settle(settings, ledger, slot, endpoint, status),
+            busy=f"verification of {requested} is being handled by another delivery",
+            duplicate=lambda _: {"status": "duplicate"})
+    follow_through = _after_deploy(settings, ledger)
+    if follow_through:
+        result["after_deploy"] = follow_through
     pending = (ledger.get(*SLOT) or {}).get("pending_job")
     if pending and status in ("InService", "Deleted"):
         ledger.update(*SLOT, remove=("pending_job",), condition="#pending_job = :job", condition_values={":job": pending})
-        result["pending"] = deploy_training_job(settings, ledger, pending)
+        try:
+            result["pending"] = deploy_training_job(settings, ledger, pending)
+        except Exception:
+            # Put the waiting model back (unless a newer one is waiting now), so the retry deploys it.
+            try:
+                ledger.update(*SLOT, set_values={"pending_job": pending}, condition="attribute_not_exists(#pending_job)")
+            except Exception as exc:  # noqa: BLE001
+                if not clients.is_conditional_failure(exc):
+                    raise
+            raise
     return result
 
 
-def _deployed(settings: Settings, ledger: Ledger, slot: dict, endpoint: dict) -> dict:
+def _reclaim(settings: Settings, ledger: Ledger, slot: dict, endpoint: dict | None, status: str) -> dict:
+    """The invocation that took the slot died (or could not free it) before recording its request. The model
+    goes back to waiting, so the pending-deploy step below deploys it again (or finds it already serving)."""
+    requested, job = slot["inflight_config"], slot.get("inflight_job")
+    try:
+        ledger.update(*SLOT, remove=_INFLIGHT, set_values={"pending_job": job},
+                      condition="#inflight_config = :cfg AND attribute_not_exists(#inflight_requested)",
+                      condition_values={":cfg": requested})
+    except Exception as exc:  # noqa: BLE001 - another delivery reclaimed or completed it meanwhile
+        if not clients.is_conditional_failure(exc):
+            raise
+        return {"status": "reclaimed_elsewhere", "config": requested}
+    ledger.record(f"endpoint#{settings.endpoint_name}", "deploy_reclaimed",
+                  f"the deployment of {requested} was left unfinished by an invocation that stopped; {job} is "
+                  "deployed again", job=job, details={"endpoint_status": status,
+                                                     "live": (endpoint or {}).get("EndpointConfigName")})
+    return {"status": "reclaimed", "config": requested}
+
+
+def _settle(settings: Settings, ledger: Ledger, slot: dict, endpoint: dict | None, status: str) -> dict:
+    requested = slot["inflight_config"]
+    live = endpoint.get("EndpointConfigName") if endpoint else None
+    if status == "InService" and live == requested:
+        result = _deployed(settings, ledger, slot)
+    else:
+        result = _rolled_back(settings, ledger, slot, endpoint, status)
+    ledger.stage_update(*SLOT, remove=_INFLIGHT, condition="#inflight_config = :cfg",
+                        condition_values={":cfg": requested})
+    return result
+
+
+def _deployed(settings: Settings, ledger: Ledger, slot: dict) -> dict:
     cfg, job = slot["inflight_config"], slot.get("inflight_job")
     production = {
         "training_job": job, "model_package_arn": slot.get("inflight_package"), "model_name": slot.get("inflight_model"),
         "config_name": cfg, "metrics": slot.get("inflight_metrics") or {}, "task": slot.get("inflight_task"),
         "model_data_url": slot.get("inflight_model_data_url"), "deployed_at": now_iso(),
+        "model_sha256": slot.get("inflight_model_sha256"), "model_version": slot.get("inflight_model_version"),
+        # Autoscaling and pruning follow the commit (_after_deploy) and are retried until they are done.
+        "after_deploy": "pending",
     }
-    ledger.put_state(*PRODUCTION, production)
-    register_scaling(settings)
-    pruned = prune(settings, keep_configs={cfg})
+    ledger.stage_state(*PRODUCTION, production)
     ledger.record(f"endpoint#{settings.endpoint_name}", "deployed",
                   f"{settings.endpoint_name} serves {cfg} (model of {job}); verified with DescribeEndpoint",
                   job=job, model=slot.get("inflight_package"),
-                  details={"config": cfg, "previous": slot.get("previous_config"), "pruned": pruned,
-                           "metrics": production["metrics"]})
-    publish(settings, f"New model serving: {job}", f"{settings.endpoint_name} now serves the model of {job} "
-            f"(endpoint config {cfg}).", {"metrics": production["metrics"], "package": slot.get("inflight_package")})
-    return {"status": "deployed", "config": cfg, "pruned": pruned}
+                  details={"config": cfg, "previous": slot.get("previous_config"), "metrics": production["metrics"]})
+    announce(settings, ledger, f"New model serving: {job}", f"{settings.endpoint_name} now serves the model of {job} "
+             f"(endpoint config {cfg}).", {"metrics": production["metrics"], "package": slot.get("inflight_package")})
+    return {"status": "deployed", "config": cfg}
+
+
+def _after_deploy(settings: Settings, ledger: Ledger) -> dict | None:
+    """Register autoscaling and prune old versions for the production model, once. A failure is recorded and
+    re-raised (the event is retried); every later endpoint event tries again until it is done."""
+    production = ledger.get(*PRODUCTION) or {}
+    if production.get("after_deploy") != "pending":
+        return None
+    cfg = production.get("config_name")
+    try:
+        register_scaling(settings)
+        pruned = prune(settings, keep_configs={cfg} if cfg else set())
+    except Exception as exc:
+        raise AfterDeployError(f"{cfg} serves (model of {production.get('training_job')}), but autoscaling/pruning "
+                               f"failed; every endpoint event retries it: {type(exc).__name__}: {exc}") from exc
+    try:
+        ledger.update(*PRODUCTION, set_values={"after_deploy": "done", "pruned": pruned},
+                      condition="#config_name = :cfg", condition_values={":cfg": cfg})
+    except Exception as exc:  # noqa: BLE001 - a newer model is production now; its own follow-through runs
+        if not clients.is_conditional_failure(exc):
+            raise
+    return {"scaling": "registered", "pruned": pruned}
+
+
+class AfterDeployError(RuntimeError):
+    """A verified model serves, but what follows the deployment (autoscaling, pruning) failed."""
 
 
 def _rolled_back(settings: Settings, ledger: Ledger, slot: dict, endpoint: dict | None, status: str | None) -> dict:
@@ -368,8 +491,8 @@ def _rolled_back(settings: Settings, ledger: Ledger, slot: dict, endpoint: dict 
                 raise
     ledger.record(f"endpoint#{settings.endpoint_name}", decision, reason, job=job, model=package,
                   details={"requested": requested, "live": live, "status": status})
-    publish(settings, f"Deployment {'rolled back' if decision == 'rolled_back' else 'failed'}: {job}", reason,
-            {"requested": requested, "live": live, "package": package})
+    announce(settings, ledger, f"Deployment {'rolled back' if decision == 'rolled_back' else 'failed'}: {job}", reason,
+             {"requested": requested, "live": live, "package": package})
     return {"status": decision, "live": live, "requested": requested}
 
 
@@ -449,8 +572,14 @@ def ensure_latest_served(settings: Settings, ledger: Ledger) -> dict:
         return {"status": "in_flight", "config": slot["inflight_config"]}
     metrics = {k[len("test_"):]: float(v) for k, v in props.items() if k.startswith("test_")}
     container = package["InferenceSpecification"]["Containers"][0]
+    if props.get("model_sha256"):
+        pinned = model_digest.Pinned(digest=props["model_sha256"], tarball_sha256="",
+                                     version_id=props.get("model_version") or None, files=0)
+    else:  # registered before models were pinned: pin what is there now
+        pinned = model_digest.pin(clients.get("s3"), container["ModelDataUrl"])
     return deploy_model(settings, ledger, job, container["ModelDataUrl"], metrics, props.get("task") or settings.task,
-                        reason="provisioned by the stack (latest approved model)", package_arn=package["ModelPackageArn"])
+                        reason="provisioned by the stack (latest approved model)", package_arn=package["ModelPackageArn"],
+                        pinned=pinned)
 
 
 def delete_all(settings: Settings, ledger: Ledger) -> dict:

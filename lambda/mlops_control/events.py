@@ -5,6 +5,7 @@ handler records in the ledger (a malformed event is never dropped silently).
 """
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any, Mapping
@@ -26,6 +27,13 @@ class ObjectCreated:
     # agree on encoding in every client, so the trigger falls back to it if the decoded key does not exist.
     raw_key: str | None = None
     event_time: str | None = None
+    # S3's per-key event order (hex): of two events for one key, the greater sequencer is the later write.
+    sequencer: str | None = None
+
+    @property
+    def write_order(self) -> str | None:
+        """The sequencer made comparable as text: S3 says to left-pad the shorter one with zeros."""
+        return self.sequencer.upper().rjust(_SEQUENCER_WIDTH, "0") if self.sequencer else None
 
     @property
     def version_or_etag(self) -> str:
@@ -59,6 +67,8 @@ class RetrainRequest:
     state: str | None
     reason: str
     force: bool = False
+    # The same request delivered again has the same identity: the alarm's state change, or the manual payload.
+    identity: str = ""
 
 
 @dataclass(frozen=True)
@@ -89,6 +99,17 @@ def _int_or_none(value: Any) -> int | None:
         raise MalformedEvent(f"object size is not an integer: {value!r}") from exc
 
 
+_SEQUENCER_WIDTH = 64
+
+
+def _sequencer(value: Any) -> str | None:
+    """An ordering hint only: one that is not hex (or implausibly long) is dropped, never a reason to refuse."""
+    text = str(value or "").strip()
+    if not text or len(text) > _SEQUENCER_WIDTH or any(c not in "0123456789abcdefABCDEF" for c in text):
+        return None
+    return text
+
+
 def _decoded(raw: str, *, plus_is_space: bool) -> tuple[str, str | None]:
     key = unquote_plus(raw) if plus_is_space else unquote(raw)
     return key, (raw if key != raw else None)
@@ -115,7 +136,7 @@ def parse_object_created(event: Any) -> list[ObjectCreated]:
             parsed.append(ObjectCreated(
                 bucket=str(bucket), key=key, raw_key=raw, size=_int_or_none(obj.get("size")),
                 etag=(obj.get("eTag") or obj.get("etag") or None), version_id=obj.get("versionId") or None,
-                event_time=record.get("eventTime"),
+                event_time=record.get("eventTime"), sequencer=_sequencer(obj.get("sequencer")),
             ))
         return parsed
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
@@ -126,7 +147,7 @@ def parse_object_created(event: Any) -> list[ObjectCreated]:
         return [ObjectCreated(
             bucket=str(bucket), key=key, raw_key=raw, size=_int_or_none(obj.get("size")),
             etag=(obj.get("etag") or obj.get("eTag") or None), version_id=obj.get("version-id") or None,
-            event_time=event.get("time"),
+            event_time=event.get("time"), sequencer=_sequencer(obj.get("sequencer")),
         )]
     raise MalformedEvent(
         f"not an S3 Object Created event (source={event.get('source')!r}, detail-type={event.get('detail-type')!r})"
@@ -199,13 +220,19 @@ def parse_retrain_request(event: Any) -> RetrainRequest:
         state = _require(data, "state", "alarmData")
         value = str(_require(state, "value", "alarmData.state"))
         return RetrainRequest(source="alarm", alarm_name=name, state=value,
-                              reason=str(state.get("reason") or f"alarm {name} is {value}"))
+                              reason=str(state.get("reason") or f"alarm {name} is {value}"),
+                              identity=f"alarm:{name}:{state.get('timestamp') or event.get('time') or ''}")
     if "reason" in event:
         reason = event["reason"]
         if not isinstance(reason, str) or not reason.strip():
             raise MalformedEvent("manual retrain needs a non-empty string 'reason'")
+        request_id = event.get("request_id")
+        if request_id is not None and (not isinstance(request_id, str) or not request_id.strip()):
+            raise MalformedEvent("'request_id' must be a non-empty string when given")
+        # Lambda retries an asynchronous invocation with the same payload: the payload is the request.
+        identity = request_id or hashlib.sha256(json.dumps(event, sort_keys=True, default=str).encode()).hexdigest()[:20]
         return RetrainRequest(source="manual", alarm_name=None, state=None, reason=reason.strip(),
-                              force=bool(event.get("force", False)))
+                              force=bool(event.get("force", False)), identity=f"manual:{identity}")
     raise MalformedEvent("neither a CloudWatch alarm action payload (source aws.cloudwatch) nor {'reason': ...}")
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from . import events
-from .runtime import once_per_job
+from .runtime import exactly_once, once_per_job
 
 if TYPE_CHECKING:
     from .ledger import Ledger
@@ -85,7 +85,7 @@ def training_done(settings: Settings, ledger: Ledger, event: Any) -> dict:
 
 def _training_finished(settings: Settings, ledger: Ledger, job: str) -> dict:
     from . import clients, deployer, training
-    from .notify import publish
+    from .notify import announce
 
     described = clients.get("sagemaker").describe_training_job(TrainingJobName=job)
     status = described.get("TrainingJobStatus")
@@ -95,7 +95,7 @@ def _training_finished(settings: Settings, ledger: Ledger, job: str) -> dict:
     if status != "Completed":
         reason = f"training {str(status).lower()}: {described.get('FailureReason') or 'no reason given'}"
         ledger.record(f"job#{job}", "training_failed", reason, job=job, details={"follow_up": follow_up})
-        publish(settings, f"Training failed: {job}", f"{reason}. The production model keeps serving.",
+        announce(settings, ledger, f"Training failed: {job}", f"{reason}. The production model keeps serving.",
                 {"job": job, "follow_up": follow_up})
         return {"status": "training_failed", "reason": reason, "follow_up": follow_up}
     result = deployer.deploy_training_job(settings, ledger, job, training=described)
@@ -117,15 +117,33 @@ def retrain(settings: Settings, ledger: Ledger, event: Any) -> dict:
     from . import training
 
     request = events.parse_retrain_request(event)
-    return training.retrain(settings, ledger, request.source, request.alarm_name, request.state, request.reason,
-                            force=request.force)
+
+    def duplicate(_: Any) -> dict:
+        ledger.record(f"alarm#{request.alarm_name}" if request.alarm_name else "retrain#manual", "duplicate_skipped",
+                      f"retrain request {request.identity} already handled", ttl_days=30)
+        return {"status": "duplicate"}
+
+    return exactly_once(
+        ledger, f"claim#retrain#{request.identity}", "retrain",
+        lambda: training.retrain(settings, ledger, request.source, request.alarm_name, request.state,
+                                 request.reason, identity=request.identity, force=request.force),
+        busy=f"retrain request {request.identity} is being handled by another delivery", duplicate=duplicate)
 
 
 def monitor_schedule(settings: Settings, ledger: Ledger, event: Any) -> dict:
     from . import intake
 
     tick = events.parse_scheduled_event(event)
-    return intake.start_monitoring(settings, ledger, tick.event_id, tick.time)
+
+    def duplicate(_: Any) -> dict:
+        ledger.record(f"monitor#{settings.endpoint_name}", "duplicate_skipped",
+                      f"schedule tick {tick.event_id} ({tick.time}) already handled", ttl_days=7)
+        return {"status": "duplicate"}
+
+    return exactly_once(ledger, f"claim#tick#{tick.event_id}", "monitor",
+                        lambda: intake.start_monitoring(settings, ledger, tick.event_id, tick.time),
+                        busy=f"schedule tick {tick.event_id} is being handled by another delivery",
+                        duplicate=duplicate)
 
 
 def provision(settings: Settings, ledger: Ledger, event: Any) -> dict:

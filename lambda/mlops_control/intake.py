@@ -7,13 +7,12 @@ import posixpath
 
 from . import clients, jobs
 from .events import ObjectCreated
-from .ledger import Ledger
-from .notify import publish, put_metrics, report_metrics
-from .runtime import Busy, once_per_job
+from .ledger import Claim, Ledger
+from .notify import announce, put_metrics, report_metrics
+from .runtime import exactly_once, once_per_job
 from .settings import Settings
 from .training import request_training
 
-TRIGGER_LEASE_SECONDS = 120
 PRODUCTION = ("pipeline", "production")
 
 
@@ -41,28 +40,24 @@ def handle_upload(settings: Settings, ledger: Ledger, obj: ObjectCreated) -> dic
     if obj.key.endswith("/"):
         return {"status": "ignored", "key": obj.key}  # a "folder" placeholder made by consoles
 
-    claim_pk = f"claim#obj#{obj.bucket}/{obj.key}#{obj.version_or_etag}"
-    claim = ledger.claim(claim_pk, "trigger", lease_seconds=TRIGGER_LEASE_SECONDS, values={"file": obj.uri})
     subject = file_subject(obj.bucket, obj.key)
-    if not claim.acquired:
-        if claim.status == "busy":
-            raise Busy(f"another delivery of {obj.uri} ({obj.version_or_etag}) is being handled")
+
+    def duplicate(claim: Claim) -> dict:
         ledger.record(subject, "duplicate_skipped", f"event for version {obj.version_or_etag} already handled "
                       f"({(claim.item or {}).get('outcome', 'done')})", file=obj.uri,
                       job=(claim.item or {}).get("job"), ttl_days=30)
         return {"status": "duplicate", "key": obj.key}
-    try:
-        result = _check_and_start(settings, ledger, obj, subject)
-    except Exception as exc:
-        ledger.release(claim_pk, "trigger", f"{type(exc).__name__}: {exc}")
-        raise
-    ledger.complete(claim_pk, "trigger", {"outcome": result["status"], "job": result.get("job")})
-    return result
+
+    return exactly_once(
+        ledger, f"claim#obj#{obj.bucket}/{obj.key}#{obj.version_or_etag}", "trigger",
+        lambda: _check_and_start(settings, ledger, obj, subject), values={"file": obj.uri}, duplicate=duplicate,
+        busy=f"another delivery of {obj.uri} ({obj.version_or_etag}) is being handled",
+        completion=lambda result: {"outcome": result["status"], "job": result.get("job")})
 
 
 def _reject(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str, reason: str) -> dict:
     ledger.record(subject, "rejected", reason, file=obj.uri, details={"version": obj.version_or_etag})
-    publish(settings, f"File rejected: {posixpath.basename(obj.key)}",
+    announce(settings, ledger, f"File rejected: {posixpath.basename(obj.key)}",
             f"{obj.uri} was not processed: {reason}. The file is left where it is.",
             {"file": obj.uri, "version": obj.version_or_etag})
     return {"status": "rejected", "key": obj.key, "reason": reason}
@@ -103,7 +98,7 @@ def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, sub
                        "exists (deleted before processing)")
     staged_uri = f"s3://{settings.artifacts_bucket}/{staged}"
     ledger.put_state(f"job#{job}", "meta", {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id,
-                                             "etag": obj.etag, "file": obj.uri})
+                                             "etag": obj.etag, "file": obj.uri, "write_order": obj.write_order})
     production = ledger.get(*PRODUCTION) or {}
     request = jobs.validation_request(settings, job, staged_uri, production.get("model_data_url"))
     try:
@@ -133,7 +128,7 @@ def _head(settings: Settings, obj: ObjectCreated) -> tuple[ObjectCreated, int] |
             raise
         found = ObjectCreated(bucket=obj.bucket, key=key, size=int(head.get("ContentLength", 0)),
                               etag=obj.etag or str(head.get("ETag", "")).strip('"'), version_id=obj.version_id,
-                              event_time=obj.event_time)
+                              event_time=obj.event_time, sequencer=obj.sequencer)
         return found, int(head.get("ContentLength", 0))
     return None
 
@@ -184,7 +179,7 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
     if source is None:
         reason = f"validation job {job} finished ({status}) but the file it validated is unknown"
         ledger.record(f"job#{job}", "error", reason, job=job)
-        publish(settings, "Validation result without a file", reason, {"job": job})
+        announce(settings, ledger, "Validation result without a file", reason, {"job": job})
         return {"status": "error", "reason": reason}
     bucket, key, version = source["bucket"], source["key"], source.get("version_id")
     subject, uri = file_subject(bucket, key), source.get("file") or f"s3://{bucket}/{key}"
@@ -199,10 +194,21 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
     try:
         if report is not None and report["passed"]:
             target = settings.validated_prefix + relative
+            details = {"copied_to": f"s3://{bucket}/{target}", "rows": report.get("rows"),
+                       "drift": (report.get("drift") or {}).get("score")}
+            newer = _register_validated(ledger, source, job)
+            if newer is not None:
+                # Validated out of order: the newer upload already holds validated/<path>. Nothing to copy and
+                # nothing new to train on.
+                details.update(copied_to=None, superseded_by=newer.get("version_id"))
+                ledger.record(subject, "validated", f"{report.get('summary') or 'passed validation'}; not copied: a "
+                              f"newer upload of this name (version {newer.get('version_id')}) is already validated",
+                              file=uri, job=job, details=details)
+                return {"status": "validated", "training": "not_requested", "superseded_by": newer.get("version_id")}
             _copy(bucket, key, version, target)
+            _keep_newest(ledger, source, target)
             ledger.record(subject, "validated", report.get("summary") or "passed validation", file=uri, job=job,
-                          details={"copied_to": f"s3://{bucket}/{target}", "rows": report.get("rows"),
-                                   "drift": (report.get("drift") or {}).get("score")})
+                          details=details)
             request = request_training(settings, ledger, f"file:{uri}#{version or source.get('etag') or ''}",
                                        f"new validated data {uri}", subject=subject, file=uri)
             return {"status": "validated", "training": request.outcome, "job": request.job}
@@ -212,8 +218,41 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
             raise
         reason = f"{uri} (version {version}) no longer exists, so it could not be moved: {clients.error_message(exc)}"
         ledger.record(subject, "error", reason, file=uri, job=job)
-        publish(settings, f"File vanished: {posixpath.basename(key)}", reason, {"file": uri, "job": job})
+        announce(settings, ledger, f"File vanished: {posixpath.basename(key)}", reason, {"file": uri, "job": job})
         return {"status": "missing", "reason": reason}
+
+
+def _newest_validated_key(source: dict) -> tuple[str, str]:
+    return f"validated#s3://{source['bucket']}/{source['key']}", "newest"
+
+
+def _register_validated(ledger: Ledger, source: dict, job: str) -> dict | None:
+    """Claim validated/<path> for this upload unless a later write of the same key already passed; returns
+    that newer registration, or None. Ordered by S3's sequencer: validations finish in any order, but the
+    newest upload must be the one left under validated/."""
+    order = source.get("write_order")
+    if not order:
+        return None  # no order known (a manual event): the last to pass is copied, as before
+    try:
+        ledger.update(*_newest_validated_key(source), set_values={
+            "write_order": order, "version_id": source.get("version_id"), "job": job,
+        }, condition="attribute_not_exists(#write_order) OR #write_order <= :order",
+            condition_values={":order": order})
+        return None
+    except Exception as exc:  # noqa: BLE001
+        if not clients.is_conditional_failure(exc):
+            raise
+    return ledger.get(*_newest_validated_key(source)) or {}
+
+
+def _keep_newest(ledger: Ledger, source: dict, target: str) -> None:
+    """Our copy may have landed after the copy of a newer version that registered meanwhile: copy that one
+    again, so validated/<path> ends with the newest version whichever copy ran last."""
+    if not source.get("write_order"):
+        return
+    newest = ledger.get(*_newest_validated_key(source)) or {}
+    if newest.get("write_order", "") > source["write_order"]:
+        _copy(source["bucket"], source["key"], newest.get("version_id"), target)
 
 
 def _copy(bucket: str, key: str, version: str | None, target: str, *, target_bucket: str | None = None) -> None:
@@ -250,7 +289,7 @@ def _quarantine(settings: Settings, ledger: Ledger, job: str, bucket: str, key: 
     ledger.record(subject, "quarantined", reason, file=uri, job=job,
                   details={"copied_to": f"s3://{bucket}/{target}", "report": f"s3://{bucket}/{report_key}",
                            "failures": failures[:20]})
-    publish(settings, f"File quarantined: {posixpath.basename(key)}",
+    announce(settings, ledger, f"File quarantined: {posixpath.basename(key)}",
             f"{uri} failed validation: {reason}\nA copy and its report are in s3://{bucket}/{target} "
             f"(+ .report.json); the original is kept.",
             {"file": uri, "version": version, "job": job, "failures": failures[:20]})
@@ -262,12 +301,12 @@ def monitor_finished(settings: Settings, ledger: Ledger, job: str, status: str, 
     if status != "Completed":
         reason = f"monitoring job {status.lower()}: {failure or 'no reason given'}"
         ledger.record(subject, "monitor_failed", reason, job=job)
-        publish(settings, "Monitoring job failed", reason, {"job": job})
+        announce(settings, ledger, "Monitoring job failed", reason, {"job": job})
         return {"status": "failed", "reason": reason}
     report, problem = read_report(settings, "mon", job)
     if report is None:
         ledger.record(subject, "monitor_failed", problem or "no report", job=job)
-        publish(settings, "Monitoring job produced no report", problem or "no report", {"job": job})
+        announce(settings, ledger, "Monitoring job produced no report", problem or "no report", {"job": job})
         return {"status": "failed", "reason": problem}
     metrics = report_metrics(report)
     put_metrics(settings, metrics, "monitor")

@@ -82,7 +82,9 @@ def capture_prefix(settings: Settings) -> str:
 def _processing(settings: Settings, name: str, entrypoint: str, inputs: list[dict], kind: str) -> dict:
     return {
         "ProcessingJobName": name,
-        "RoleArn": settings.sagemaker_role_arn,
+        "RoleArn": settings.processing_role_arn,
+        # These jobs parse files anyone with upload rights wrote: no network, and a role that cannot write models.
+        "NetworkConfig": {"EnableNetworkIsolation": True},
         "AppSpecification": {"ImageUri": settings.image_uri, "ContainerEntrypoint": [entrypoint]},
         "Environment": {"TARGET_COLUMN": settings.target_column, "TASK": settings.task},
         "ProcessingResources": {"ClusterConfig": {
@@ -146,7 +148,7 @@ def training_request(settings: Settings, name: str, inputs: list[dict] | None = 
             hyperparameters["lineage_inputs"] = listed
     return {
         "TrainingJobName": name,
-        "RoleArn": settings.sagemaker_role_arn,
+        "RoleArn": settings.training_role_arn,
         "AlgorithmSpecification": {
             "TrainingImage": settings.image_uri, "TrainingInputMode": "File",
             "MetricDefinitions": [{"Name": f"test:{m}", "Regex": f"test:{m}=([-+0-9.eE]+)"} for m in KNOWN_METRICS],

@@ -19,6 +19,29 @@ def publish(settings: Settings, subject: str, message: str, details: Mapping[str
     clients.get("sns").publish(TopicArn=settings.notify_topic_arn, Subject=clean, Message=body[:250_000])
 
 
+def announce(settings: Settings, ledger: Any, subject: str, message: str,
+             details: Mapping[str, Any] | None = None) -> None:
+    """Tell people about a decision. Under a claim, the message joins the decision's commit (the claim's outbox)
+    and is sent after it, by this delivery or the next; otherwise it is sent now, and a failure is recorded."""
+    if not ledger.notice(subject, message, details):
+        publish_or_record(settings, ledger, subject, message, details)
+
+
+def publish_or_record(settings: Settings, ledger: Any, subject: str, message: str,
+                      details: Mapping[str, Any] | None = None) -> bool:
+    try:
+        publish(settings, subject, message, details)
+        return True
+    except Exception as exc:  # noqa: BLE001 - the decision is in the ledger already; say the message is lost
+        log.exception("could not publish %r", subject)
+        try:
+            ledger.record("event#notify", "notification_failed", f"SNS {subject!r}: {type(exc).__name__}: {exc}",
+                          ttl_days=90)
+        except Exception:  # noqa: BLE001 - the ledger is failing too; the log keeps the fact
+            log.exception("could not record the lost notification")
+        return False
+
+
 def report_metrics(report: Mapping[str, Any]) -> dict[str, float]:
     """DataDrift (= drift.score) and RowsRejected from a validation/monitor report.json."""
     metrics: dict[str, float] = {}

@@ -13,7 +13,8 @@ class ConfigError(RuntimeError):
 
 _REQUIRED = (
     "NAME_PREFIX", "LEDGER_TABLE", "DATA_BUCKET", "ARTIFACTS_BUCKET", "NOTIFY_TOPIC_ARN", "KMS_KEY_ARN",
-    "IMAGE_URI", "SAGEMAKER_ROLE_ARN", "ENDPOINT_NAME", "MODEL_PACKAGE_GROUP", "TARGET_COLUMN",
+    "IMAGE_URI", "TRAINING_ROLE_ARN", "PROCESSING_ROLE_ARN", "MODEL_ROLE_ARN", "ENDPOINT_NAME",
+    "MODEL_PACKAGE_GROUP", "TARGET_COLUMN",
 )
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
@@ -45,7 +46,11 @@ class Settings:
     notify_topic_arn: str
     kms_key_arn: str
     image_uri: str
-    sagemaker_role_arn: str
+    # One role per job kind: only training writes models; validation and monitoring, which parse untrusted
+    # files, run as the processing role; the endpoint runs as the model role.
+    training_role_arn: str
+    processing_role_arn: str
+    model_role_arn: str
     endpoint_name: str
     model_package_group: str
     target_column: str
@@ -66,6 +71,8 @@ class Settings:
     metric_namespace: str = "MLOps"
     max_runtime_seconds: int = 3600
     training_hyperparameters: Mapping[str, str] = field(default_factory=dict)
+    # Blue/green baking period: the rollback alarms must be able to fire within it (checked at synth).
+    deploy_bake_seconds: int = 600
 
     # Prefixes the system itself writes in the data bucket: an event for them must never start anything.
     incoming_prefix: str = "incoming/"
@@ -103,7 +110,9 @@ class Settings:
             notify_topic_arn=env["NOTIFY_TOPIC_ARN"],
             kms_key_arn=env["KMS_KEY_ARN"],
             image_uri=env["IMAGE_URI"],
-            sagemaker_role_arn=env["SAGEMAKER_ROLE_ARN"],
+            training_role_arn=env["TRAINING_ROLE_ARN"],
+            processing_role_arn=env["PROCESSING_ROLE_ARN"],
+            model_role_arn=env["MODEL_ROLE_ARN"],
             endpoint_name=env["ENDPOINT_NAME"],
             model_package_group=env["MODEL_PACKAGE_GROUP"],
             target_column=env["TARGET_COLUMN"],
@@ -124,6 +133,7 @@ class Settings:
             metric_namespace=env.get("METRIC_NAMESPACE", "MLOps"),
             max_runtime_seconds=_int(env, "MAX_RUNTIME_SECONDS", 3600, minimum=1),
             training_hyperparameters={str(k): str(v) for k, v in hyperparameters.items()},
+            deploy_bake_seconds=_int(env, "DEPLOY_BAKE_SECONDS", 600, minimum=0, maximum=3600),
         )
         if settings.serving_max_instances < settings.serving_min_instances:
             raise ConfigError("SERVING_MAX_INSTANCES must be >= SERVING_MIN_INSTANCES")

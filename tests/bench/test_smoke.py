@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL = ["serve", "batch", "train", "control", "loop", "toolchain"]
+ALL = ["serve", "batch", "hostile", "train", "control", "loop", "toolchain"]
 # What each benchmark needs before it can measure anything; until then it must say "not measured yet".
 PREREQUISITES = {
     "serve": [ROOT / "container" / "serve", ROOT / "container" / "train"],
     "batch": [ROOT / "container" / "serve", ROOT / "container" / "train"],
+    "hostile": [ROOT / "container" / "serve", ROOT / "container" / "train"],
     "train": [ROOT / "container" / "train"],
     "control": [ROOT / "bench" / "control_plane.py"],
     "loop": [ROOT / "local" / "__main__.py"],
@@ -67,7 +68,7 @@ def test_figures_are_well_formed(smoke: dict, name: str) -> None:
             assert f["holds"] in (True, False), f"{name}: a figure with a target must say whether it holds: {f}"
 
 
-@pytest.mark.parametrize("name", ["serve", "batch", "train"])
+@pytest.mark.parametrize("name", ["serve", "batch", "hostile", "train"])
 def test_model_benchmarks_measure_once_the_container_exists(smoke: dict, name: str) -> None:
     if not all(p.exists() for p in PREREQUISITES[name]):
         pytest.skip(f"{name}: the container's entrypoints have not landed yet")

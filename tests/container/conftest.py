@@ -1,8 +1,36 @@
-"""tests/container: a loud banner when the real-image (`docker`) tests did not run."""
+"""tests/container: a served model for in-process tests of the app; a loud banner when the real-image
+(`docker`) tests did not run."""
 
 from __future__ import annotations
 
 import pytest
+
+
+@pytest.fixture(scope="session")
+def served_model_dir(tmp_path_factory):
+    """A small real model directory (churn classifier), trained once per session."""
+    from entrypoint_support import write_model_dir
+    from ml_pipeline import sample_data
+
+    return write_model_dir(tmp_path_factory.mktemp("served") / "model", sample_data.generate(900, seed=71))
+
+
+@pytest.fixture(scope="session")
+def served_model(served_model_dir):
+    from ml_pipeline.serving.predictor import CompiledModel
+
+    return CompiledModel.load(served_model_dir)
+
+
+@pytest.fixture()
+def serving_app(served_model):
+    """The serving module with the model loaded as a worker loads it; its state is restored afterwards."""
+    from ml_pipeline.serving import app as serving
+
+    saved = (serving.state.model, serving.state.error, serving.state.cores)
+    serving.state.model, serving.state.error, serving.state.cores = served_model, None, None
+    yield serving
+    serving.state.model, serving.state.error, serving.state.cores = saved
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

@@ -120,3 +120,20 @@ def test_no_share_without_the_file_or_when_switched_off(share_file):
     assert CoreShare.from_environment({}) is None
     assert CoreShare.from_environment({cores.FILE_VARIABLE: share_file, cores.LIMIT_VARIABLE: "1"}) is None
     assert CoreShare.from_environment({cores.FILE_VARIABLE: share_file}) is not None
+
+
+def test_a_worker_stays_computing_until_its_last_overlapping_request_ends(share_file):
+    # A worker computes on its event loop (small requests) and on its compute thread (large ones) at once.
+    mine = CoreShare.join(share_file, cores=2, limit=2)
+
+    def busy() -> bool:  # what the other workers read in the shared file
+        with open(share_file, "rb") as handle:
+            return handle.read()[mine.slot] == 1
+
+    large, small = mine.computing(), mine.computing()
+    large.__enter__()
+    small.__enter__()
+    small.__exit__(None, None, None)
+    assert busy()  # the large request still computes
+    large.__exit__(None, None, None)
+    assert not busy()

@@ -2,68 +2,18 @@
 
 from __future__ import annotations
 
-import http.client
 import json
 import signal
-import socket
 import subprocess
 import time
 
 import pytest
 
-from entrypoint_support import CONTAINER, TARGET, process_env, write_model_dir
+from entrypoint_support import TARGET, write_model_dir
 from ml_pipeline import sample_data
 from ml_pipeline.serving.parsing import FeatureSchema, parse_csv
 from ml_pipeline.serving.predictor import THREADED_MIN_ROWS, CompiledModel
-
-READY_SECONDS = 120
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, opt_ml, workers: int, **extra: str) -> None:
-        self.port = _free_port()
-        env = process_env(opt_ml, SAGEMAKER_BIND_TO_PORT=str(self.port), SERVE_WORKERS=str(workers),
-                          SERVE_HOST="127.0.0.1", **extra)
-        self.process = subprocess.Popen([str(CONTAINER / "serve")], env=env, stdout=subprocess.PIPE,
-                                        stderr=subprocess.STDOUT, text=True)
-
-    def request(self, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
-        connection = http.client.HTTPConnection("127.0.0.1", self.port, timeout=30)
-        try:
-            connection.request(method, path, body=body, headers=headers or {})
-            response = connection.getresponse()
-            return response.status, response.getheader("Content-Type", ""), response.read()
-        finally:
-            connection.close()
-
-    def wait_until_listening(self) -> None:
-        deadline = time.monotonic() + READY_SECONDS
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                pytest.fail(f"serve exited early ({self.process.returncode}):\n{self.process.stdout.read()[-3000:]}")
-            try:
-                self.request("GET", "/ping")
-                return
-            except OSError:
-                time.sleep(0.3)
-        pytest.fail("serve did not listen in time")
-
-    def stop(self) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
-        return self.process.returncode
-
+from serve_support import Server
 
 @pytest.fixture(scope="module")
 def model_rows(tmp_path_factory):

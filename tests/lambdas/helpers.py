@@ -17,7 +17,9 @@ DATA = f"{P}-data-{ACCOUNT}-{REGION}"
 ARTIFACTS = f"{P}-artifacts-{ACCOUNT}-{REGION}"
 TABLE = f"{P}-ledger"
 KMS = f"arn:aws:kms:{REGION}:{ACCOUNT}:key/0000-test"
-ROLE = f"arn:aws:iam::{ACCOUNT}:role/{P}-sagemaker"
+ROLE = f"arn:aws:iam::{ACCOUNT}:role/{P}-training"
+PROCESSING_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{P}-processing"
+MODEL_ROLE = f"arn:aws:iam::{ACCOUNT}:role/{P}-model"
 
 ENV = {
     "NAME_PREFIX": P,
@@ -27,7 +29,10 @@ ENV = {
     "NOTIFY_TOPIC_ARN": f"arn:aws:sns:{REGION}:{ACCOUNT}:{P}-notify",
     "KMS_KEY_ARN": KMS,
     "IMAGE_URI": f"{ACCOUNT}.dkr.ecr.{REGION}.amazonaws.com/{P}:latest",
-    "SAGEMAKER_ROLE_ARN": ROLE,
+    "TRAINING_ROLE_ARN": ROLE,
+    "PROCESSING_ROLE_ARN": PROCESSING_ROLE,
+    "MODEL_ROLE_ARN": MODEL_ROLE,
+    "DEPLOY_BAKE_SECONDS": "300",
     "ENDPOINT_NAME": f"{P}-endpoint",
     "MODEL_PACKAGE_GROUP": f"{P}-models",
     "TARGET_COLUMN": "churn",
@@ -137,11 +142,41 @@ class Aws:
 
         client.meta.events.register("after-call.sagemaker.DescribeTrainingJob", add_metrics)
 
+    def write_model_artifacts(self, client: Any) -> None:
+        """moto runs no training: give every training job the model.tar.gz a real one leaves, so the deployer
+        can pin it (S3 version + digest) as it does on AWS."""
+
+        def write(params, **_):
+            self.put_model(params["TrainingJobName"])
+
+        client.meta.events.register("provide-client-params.sagemaker.CreateTrainingJob", write)
+
+    def put_model(self, job: str, files: dict[str, bytes] | None = None) -> str:
+        key = f"models/{job}/output/model.tar.gz"
+        self.s3.put_object(Bucket=ARTIFACTS, Key=key, Body=model_tarball(files or {
+            "model.joblib": f"model of {job}".encode(), "metadata.json": b"{}"}))
+        return f"s3://{ARTIFACTS}/{key}"
+
+
+def model_tarball(files: dict[str, bytes]) -> bytes:
+    """A model.tar.gz as SageMaker packs /opt/ml/model (members named ./<path>)."""
+    import io
+    import tarfile
+
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for path, content in files.items():
+            info = tarfile.TarInfo(f"./{path}")
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
 
 # -- event shapes (as AWS sends them) ------------------------------------------------------------------
 def eventbridge_object_created(key: str, *, size: int | None = 10, etag: str = "abc", version: str | None = "v1",
-                               bucket: str = DATA, encoded_key: str | None = None) -> dict:
-    obj: dict[str, Any] = {"key": encoded_key if encoded_key is not None else key, "etag": etag, "sequencer": "00617F08299329D189"}
+                               bucket: str = DATA, encoded_key: str | None = None,
+                               sequencer: str = "00617F08299329D189") -> dict:
+    obj: dict[str, Any] = {"key": encoded_key if encoded_key is not None else key, "etag": etag, "sequencer": sequencer}
     if size is not None:
         obj["size"] = size
     if version:
@@ -190,14 +225,14 @@ def endpoint_state_change(name: str, status: str = "IN_SERVICE", config: str | N
             "resources": [detail["EndpointArn"]], "detail": detail}
 
 
-def alarm_action(name: str = f"{P}-drift", state: str = "ALARM") -> dict:
+def alarm_action(name: str = f"{P}-drift", state: str = "ALARM", at: str = "2026-11-21T12:36:15.490+0000") -> dict:
     return {
         "source": "aws.cloudwatch", "alarmArn": f"arn:aws:cloudwatch:{REGION}:{ACCOUNT}:alarm:{name}",
         "accountId": ACCOUNT, "time": "2026-11-21T12:36:15.490+0000", "region": REGION,
         "alarmData": {
             "alarmName": name,
             "state": {"value": state, "reason": "Threshold Crossed: 1 datapoint [0.41] was greater than 0.2",
-                      "timestamp": "2026-11-21T12:36:15.490+0000"},
+                      "timestamp": at},
             "previousState": {"value": "OK", "reason": "ok", "timestamp": "2026-11-21T11:00:00.000+0000"},
             "configuration": {"description": "drift", "metrics": [{"id": "m1", "metricStat": {
                 "metric": {"namespace": "MLOpsTest", "name": "DataDrift", "dimensions": {"Pipeline": P}},
@@ -207,7 +242,10 @@ def alarm_action(name: str = f"{P}-drift", state: str = "ALARM") -> dict:
 
 
 def scheduled_event(time: str = "2026-11-21T12:00:00Z") -> dict:
-    return {"version": "0", "id": "89d1a02d-5ec7-412e-82f5-13505f849b41", "detail-type": "Scheduled Event",
+    import uuid
+
+    tick_id = str(uuid.uuid5(uuid.NAMESPACE_URL, f"tick:{time}"))  # one id per tick, as EventBridge gives
+    return {"version": "0", "id": tick_id, "detail-type": "Scheduled Event",
             "source": "aws.events", "account": ACCOUNT, "time": time, "region": REGION,
             "resources": [f"arn:aws:events:{REGION}:{ACCOUNT}:rule/{P}-monitor"], "detail": {}}
 
@@ -225,7 +263,7 @@ class AtomicDynamoDB:
 
     def __getattr__(self, name: str) -> Any:
         attribute = getattr(self._client, name)
-        if name not in ("put_item", "update_item", "delete_item"):
+        if name not in ("put_item", "update_item", "delete_item", "transact_write_items"):
             return attribute
 
         def locked(**kwargs: Any) -> Any:

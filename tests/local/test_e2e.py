@@ -80,6 +80,21 @@ def test_upload_serves_a_model_that_beats_the_majority_baseline(stack, first_mod
     assert accuracy > baseline, (accuracy, baseline)
 
 
+def test_the_serving_model_is_pinned_and_serve_checked_the_pin(stack, first_model):
+    """Issue 12 item 10: the model the gate passed is the one `serve` loaded: MODEL_SHA256 in the model's
+    environment, the same digest in the package, and the endpoint's log shows serve verified it."""
+    sm = stack.client("sagemaker")
+    config = sm.describe_endpoint_config(EndpointConfigName=first_model["config"])
+    model = sm.describe_model(ModelName=config["ProductionVariants"][0]["ModelName"])
+    pin = model["PrimaryContainer"]["Environment"]["MODEL_SHA256"]
+    [package] = sm.list_model_packages(ModelPackageGroupName=stack.env["MODEL_PACKAGE_GROUP"],
+                                       SortBy="CreationTime", SortOrder="Ascending", MaxResults=1)["ModelPackageSummaryList"]
+    assert sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])[
+        "CustomerMetadataProperties"]["model_sha256"] == pin
+    logs = list((stack.state_dir / "logs" / "endpoints").glob(f"*{first_model['config']}.log"))
+    assert logs and f"model directory digest matches MODEL_SHA256 ({pin})" in logs[0].read_text()
+
+
 def test_the_same_upload_delivered_twice_starts_one_job(stack, first_model):
     before = stack.control("GET", "state")["invocations"].get("handlers.trigger.handler", [])
     result = stack.control("POST", "events/redeliver", {"key": "incoming/churn.csv"})

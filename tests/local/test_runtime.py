@@ -119,3 +119,81 @@ def test_unsigned_requests_and_control_without_token_are_refused(proxy):
     assert err.value.code == 403 and calls == []
     req = urllib.request.Request(f"https://localhost:{server.port}/_local/state", headers={"X-Local-Token": "secret"})
     assert json.loads(urllib.request.urlopen(req, context=ctx, timeout=5).read()) == {"ok": True}
+
+
+# --- Content-Length is read strictly: never an unbounded read, never a desynchronised connection ----------------
+
+def _raw_exchange(server, tls, head: bytes, body: bytes = b"") -> bytes:
+    """Send `head` + `body` over TLS and keep sending nothing: what comes back until the server closes."""
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(tls.ca_cert))
+    # Only a server that waits forever (reads without limit, or keeps the connection) reaches this guard.
+    with socket.create_connection(("localhost", server.port), timeout=20) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as connection:
+            connection.sendall(head + body)
+            received = b""
+            while True:
+                try:
+                    chunk = connection.recv(65536)
+                except (ssl.SSLError, ConnectionResetError):
+                    return received
+                if not chunk:
+                    return received
+                received += chunk
+
+
+def _invocation_head(content_length: str, extra: str = "") -> bytes:
+    return (f"POST /endpoints/ep/invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n"
+            f"Authorization: AWS4-HMAC-SHA256 Credential=x\r\nContent-Length: {content_length}\r\n{extra}\r\n").encode()
+
+
+@pytest.mark.parametrize("content_length", ["-1", "+5", "0x10", "5_0", "5 5", "1e3", "", "\u0665"])
+def test_a_content_length_that_is_not_a_plain_decimal_is_a_400_and_the_connection_closes(proxy, content_length):
+    _, backend, server, tls, _ = proxy
+    seen = len(backend.seen)
+    # No body follows: a server that keeps the connection (or reads "until the end") waits for the guard.
+    answer = _raw_exchange(server, tls, _invocation_head(content_length))
+    assert answer.startswith(b"HTTP/1.1 400 ") and b"Content-Length" in answer
+    assert len(backend.seen) == seen  # nothing reached the model
+
+
+def test_two_different_content_lengths_are_a_400(proxy):
+    _, backend, server, tls, _ = proxy
+    seen = len(backend.seen)
+    answer = _raw_exchange(server, tls, _invocation_head("5", extra="Content-Length: 6\r\n"), b"1,2\n\n")
+    assert answer.startswith(b"HTTP/1.1 400 ") and len(backend.seen) == seen
+
+
+def test_a_body_claimed_far_over_the_limit_is_a_413_without_reading_it(proxy):
+    _, _, server, tls, _ = proxy
+    answer = _raw_exchange(server, tls, _invocation_head(str(10**18)), b"1,2\n")
+    assert answer.startswith(b"HTTP/1.1 413 ") and b"exceeds the maximum" in answer
+
+
+def test_a_chunked_body_is_refused_rather_than_read_as_the_next_request(proxy):
+    _, backend, server, tls, _ = proxy
+    head = (b"POST /endpoints/ep/invocations HTTP/1.1\r\nHost: localhost\r\nContent-Type: text/csv\r\n"
+            b"Authorization: AWS4-HMAC-SHA256 Credential=x\r\nTransfer-Encoding: chunked\r\n\r\n")
+    answer = _raw_exchange(server, tls, head, b"4\r\n1,2\n\r\n0\r\n\r\n")
+    assert answer.startswith(b"HTTP/1.1 411 ") and answer.count(b"HTTP/1.1") == 1
+
+
+def test_a_client_that_stops_mid_request_is_disconnected(tmp_path_factory):
+    tls = ensure_certificates(tmp_path_factory.mktemp("tls-timeout"))
+    server = RuntimeServer(Backend(1), tls.server_context(), client_timeout=0.5)
+    server.start()
+    try:
+        answer = _raw_exchange(server, tls, b"POST /endpoints/ep/invocations HTTP/1.1\r\nHost: loc")
+        assert answer == b"" or answer.startswith(b"HTTP/1.1 408 ")
+    finally:
+        server.stop()
+
+
+def test_an_ordinary_content_length_still_works_over_a_raw_connection(proxy):
+    _, backend, server, tls, _ = proxy
+    head = _invocation_head("4", extra="Connection: close\r\n")
+    answer = _raw_exchange(server, tls, head, b"1,2\n")
+    assert answer.startswith(b"HTTP/1.1 200 ") and answer.endswith(b"yes\n")
+    assert backend.seen[-1].request_body == b"1,2\n"

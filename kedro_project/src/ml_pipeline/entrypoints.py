@@ -21,7 +21,7 @@ from typing import Any
 
 from ml_pipeline import paths
 from ml_pipeline.errors import ConfigError, DataError
-from ml_pipeline.serving import cores
+from ml_pipeline.serving import cores, timeouts
 
 log = logging.getLogger("ml_pipeline.entrypoints")
 METRIC_ORDER = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")
@@ -270,6 +270,9 @@ def serve(argv: list[str] | None = None) -> int:
     workers = worker_count(dict(os.environ))
     try:
         batch_threads = cores.thread_limit(dict(os.environ), cores.available_cores())
+        # Read again by each worker; checked here so that a bad value stops serve instead of every worker.
+        for variable in (timeouts.HEADER_VARIABLE, timeouts.BODY_VARIABLE):
+            timeouts.seconds(os.environ, variable)
     except ValueError as exc:
         print(f"serve: {exc}", file=sys.stderr)
         return 2
@@ -296,8 +299,9 @@ def serve(argv: list[str] | None = None) -> int:
         os.environ[cores.FILE_VARIABLE] = share
         _remove_when_signalled(share)
     try:
+        # httptools plus a deadline for request headers (serving/protocol.py); the app times out bodies itself.
         uvicorn.run("ml_pipeline.serving.app:app", host=host, port=port, workers=workers, loop="uvloop",
-                    http="httptools", lifespan="on", access_log=False,
+                    http="ml_pipeline.serving.protocol:HeaderTimeoutProtocol", lifespan="on", access_log=False,
                     log_level=os.environ.get("SERVE_LOG_LEVEL", "info"),
                     timeout_keep_alive=int(os.environ.get("SERVE_KEEP_ALIVE", "75")),
                     timeout_graceful_shutdown=int(os.environ.get("SERVE_GRACEFUL_SECONDS", "15")),

@@ -13,6 +13,7 @@ def sm(aws):
 
     proxy = SageMakerWithUpdateEndpoint(aws.sm)
     aws.inject_training_metrics(aws.sm)
+    aws.write_model_artifacts(aws.sm)
     clients.override("sagemaker", proxy)
     aws.upload("validated/base.csv")
     return proxy

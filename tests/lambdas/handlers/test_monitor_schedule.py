@@ -24,8 +24,9 @@ def test_starts_the_monitor_job_over_the_capture_prefix_once_per_tick(aws):
     _production(aws)
     aws.s3.put_object(Bucket=ARTIFACTS, Key=f"datacapture/{P}-endpoint/AllTraffic/2026/11/21/10/x.jsonl", Body=b"{}\n")
     assert _tick()["status"] == "started"
-    assert _tick()["status"] == "started"  # redelivered tick: same deterministic name, still one job
+    assert _tick()["status"] == "duplicate"  # a redelivered tick starts nothing more
     [job] = aws.processing_jobs()
+    assert described_network_isolation(aws, job)
     assert job.startswith(f"{P}-mon-")
     described = aws.sm.describe_processing_job(ProcessingJobName=job)
     assert described["AppSpecification"]["ContainerEntrypoint"] == ["monitor"]
@@ -36,10 +37,17 @@ def test_starts_the_monitor_job_over_the_capture_prefix_once_per_tick(aws):
     assert output == f"s3://{ARTIFACTS}/reports/monitor/{job}/"
 
 
+def described_network_isolation(aws, job):
+    """Monitoring parses captured requests (untrusted): no network, and the processing role (not training's)."""
+    described = aws.sm.describe_processing_job(ProcessingJobName=job)
+    return described.get("NetworkConfig", {}).get("EnableNetworkIsolation") is True and \
+        described["RoleArn"].endswith("-processing")
+
+
 def test_skips_with_a_record_without_a_model_or_without_captured_data(aws):
     assert _tick()["reason"] == "no production model"
     _production(aws)
-    assert _tick()["reason"] == "no captured data"
+    assert _tick(scheduled_event("2026-11-21T13:00:00Z"))["reason"] == "no captured data"
     assert aws.processing_jobs() == [] and len(aws.decisions("monitor_skipped")) == 2
 
 

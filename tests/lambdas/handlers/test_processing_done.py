@@ -176,3 +176,47 @@ def test_malformed_events_are_recorded(aws, event):
 def test_job_of_another_pipeline_is_ignored_with_a_record(aws):
     assert _done("someone-elses-job")["status"] == "ignored"
     assert aws.decisions("ignored")
+
+
+def _version_event(aws, key, body, sequencer):
+    from handlers.trigger import handler
+
+    up = aws.upload(key, body)
+    event = eventbridge_object_created(key, size=up["size"], etag=up["etag"], version=up["version"], sequencer=sequencer)
+    return handler(event, None)["job"], up
+
+
+def test_versions_validated_out_of_order_leave_the_newest_in_validated(aws):
+    """Issue 12 item 6: v2 of a key passes first, then v1 (older) passes: validated/ keeps v2."""
+    older, _ = _version_event(aws, "incoming/same.csv", b"age,plan,churn\n1,a,no\n", "0061000000000000A1")
+    newer, _ = _version_event(aws, "incoming/same.csv", b"age,plan,churn\n2,b,yes\n", "0061000000000000B2")
+    aws.put_report("val", newer, PASSED)
+    aws.put_report("val", older, PASSED)
+    assert _done(newer)["status"] == "validated"
+    late = _done(older)
+    assert late["status"] == "validated" and late["training"] == "not_requested"
+    assert aws.s3.get_object(Bucket=DATA, Key="validated/same.csv")["Body"].read() == b"age,plan,churn\n2,b,yes\n"
+    [_, stale] = aws.decisions("validated")
+    assert "newer upload" in stale["reason"] and stale["details"]["copied_to"] is None
+
+
+def test_an_older_copy_landing_after_the_newer_one_is_repaired(aws, monkeypatch):
+    """The older version registers first, the newer one registers and copies, then the older copy lands: the
+    older verdict sees the newer registration and copies the newer version back."""
+    from mlops_control import intake
+
+    older, _ = _version_event(aws, "incoming/race.csv", b"age,plan,churn\n1,a,no\n", "0061000000000000A1")
+    newer, _ = _version_event(aws, "incoming/race.csv", b"age,plan,churn\n2,b,yes\n", "0061000000000000B2")
+    aws.put_report("val", newer, PASSED)
+    aws.put_report("val", older, PASSED)
+    real_copy, interleaved = intake._copy, []
+
+    def copy_after_the_newer_verdict(bucket, key, version, target, **kwargs):
+        if target == "validated/race.csv" and not interleaved:
+            interleaved.append("running")
+            interleaved[0] = _done(newer)  # the newer verdict runs to the end in between
+        return real_copy(bucket, key, version, target, **kwargs)
+
+    monkeypatch.setattr(intake, "_copy", copy_after_the_newer_verdict)
+    assert _done(older)["status"] == "validated" and interleaved[0]["status"] == "validated"
+    assert aws.s3.get_object(Bucket=DATA, Key="validated/race.csv")["Body"].read() == b"age,plan,churn\n2,b,yes\n"

@@ -20,7 +20,7 @@ def data(aws):
 
 def test_alarm_fired_twenty_times_inside_the_cooldown_retrains_once(data):
     aws = data
-    results = [_retrain(alarm_action())["status"] for _ in range(20)]
+    results = [_retrain(alarm_action(at=f"2026-11-21T12:{i:02d}:15.490+0000"))["status"] for i in range(20)]
     assert results == ["started"] + ["cooldown"] * 19
     assert len(aws.training_jobs()) == 1
     assert len(aws.decisions("retrain_requested")) == 1
@@ -43,7 +43,7 @@ def test_alarm_after_the_cooldown_retrains_again(data, monkeypatch):
     training.finish_training(s, Ledger(s.ledger_table), first)
     later = time.time() + 3601
     monkeypatch.setattr(training.time, "time", lambda: later)
-    assert _retrain(alarm_action())["status"] == "started"
+    assert _retrain(alarm_action(at="2026-11-21T13:40:00.000+0000"))["status"] == "started"
     assert len(aws.training_jobs()) == 2
 
 
@@ -57,6 +57,25 @@ def test_retrain_during_a_run_coalesces_into_its_follow_up(data):
     result = _retrain(alarm_action())
     assert result == {"status": "coalesced", "job": running}
     assert len(data.training_jobs()) == 1 and data.state("training")["pending"] is True
+
+
+def test_the_same_alarm_action_delivered_again_is_one_request(data):
+    assert _retrain(alarm_action())["status"] == "started"
+    assert _retrain(alarm_action())["status"] == "duplicate"
+    assert len(data.training_jobs()) == 1 and len(data.decisions("retrain_requested")) == 1
+
+
+def test_a_retrain_killed_after_taking_the_cooldown_is_finished_by_its_retry(data):
+    """The cooldown item says which request holds it: the redelivery of that request is not 'in cooldown'."""
+    from mlops_control import settings, training
+    from mlops_control.ledger import Ledger
+
+    s = settings.load()
+    dead = Ledger(s.ledger_table)
+    dead.update(*training.RETRAIN, set_values={"last_retrain_at": int(__import__("time").time()),
+                                               "last_request": f"alarm:{P}-drift:2026-11-21T12:36:15.490+0000"})
+    assert _retrain(alarm_action())["status"] == "started"
+    assert len(data.training_jobs()) == 1
 
 
 def test_ok_state_does_not_retrain(data):

@@ -115,7 +115,7 @@ def test_better_model_deploys_blue_green_with_rollback_alarms_and_prunes_the_old
     verified = _endpoint_event()
     assert verified["status"] == "deployed"
     old = first[len(P) + 7:]
-    assert set(verified["pruned"]) == {f"{P}-cfg-{old}", f"{P}-model-{old}"}
+    assert set(verified["after_deploy"]["pruned"]) == {f"{P}-cfg-{old}", f"{P}-model-{old}"}
     assert [c["EndpointConfigName"] for c in aws.sm.list_endpoint_configs()["EndpointConfigs"]] == [update["EndpointConfigName"]]
     assert aws.state("production")["training_job"] == second
 
@@ -284,3 +284,46 @@ def test_endpoint_event_before_the_update_is_requested_is_not_mistaken_for_a_rol
     assert seen[0]["status"] == "waiting" and aws.decisions("rolled_back") == []
     sm.settle(ENDPOINT)
     assert _endpoint_event()["status"] == "deployed"
+
+
+def test_the_deployed_model_is_pinned_to_the_digest_of_the_artifact_that_passed_the_gate(aws, sm):
+    """Issue 12 item 10: CreateModel passes MODEL_SHA256 (what `serve` checks before unpickling), and the package
+    and the production record carry the tarball's S3 version."""
+    import io
+
+    from mlops_control.model_digest import digest_tarball
+
+    create_model_calls = capture_calls(aws.sm, "CreateModel")
+    job = _train(aws, "file:first", {"roc_auc": 0.8})
+    tarball = aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{job}/output/model.tar.gz")
+    expected = digest_tarball(io.BytesIO(tarball["Body"].read()))[0]
+    assert _done(job)["status"] == "deploy_requested"
+    [call] = create_model_calls
+    assert call["PrimaryContainer"]["Environment"] == {"MODEL_SHA256": expected}
+    assert call["ExecutionRoleArn"].endswith("-model")
+    [package] = aws.sm.list_model_packages(ModelPackageGroupName=f"{P}-models")["ModelPackageSummaryList"]
+    props = aws.sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])["CustomerMetadataProperties"]
+    assert props["model_sha256"] == expected and props["model_version"] == tarball["VersionId"]
+    assert _endpoint_event()["status"] == "deployed"
+    assert aws.state("production")["model_sha256"] == expected
+
+
+@pytest.mark.parametrize("artifact", ["missing", "symlink"])
+def test_a_model_artifact_that_cannot_be_pinned_is_gated_out(aws, sm, artifact):
+    import io
+    import tarfile
+
+    job = _train(aws, "file:first", {"roc_auc": 0.8})
+    key = f"models/{job}/output/model.tar.gz"
+    if artifact == "missing":
+        aws.s3.delete_object(Bucket=ARTIFACTS, Key=key)
+    else:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+            info = tarfile.TarInfo("./model.joblib")
+            info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+            archive.addfile(info)
+        aws.s3.put_object(Bucket=ARTIFACTS, Key=key, Body=buffer.getvalue())
+    assert _done(job)["status"] == "gated_out"
+    [record] = aws.decisions("gated_out")
+    assert "cannot be deployed" in record["reason"] and aws.sm.list_endpoints()["Endpoints"] == []

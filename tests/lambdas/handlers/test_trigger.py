@@ -7,7 +7,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from ..helpers import ARTIFACTS, DATA, P, REGION, AtomicDynamoDB, eventbridge_object_created, s3_notification
+from ..helpers import PROCESSING_ROLE, ARTIFACTS, DATA, P, REGION, AtomicDynamoDB, eventbridge_object_created, s3_notification
 
 
 def _handler():
@@ -24,6 +24,9 @@ def test_upload_starts_one_validation_job_with_the_contract_shape(aws):
     assert job == result["job"] and job.startswith(f"{P}-val-") and len(job) <= 63
     described = aws.sm.describe_processing_job(ProcessingJobName=job)
     assert described["AppSpecification"]["ContainerEntrypoint"] == ["validate"]
+    # It parses a file anyone with upload rights wrote: no network, and a role that cannot write models.
+    assert described["NetworkConfig"]["EnableNetworkIsolation"] is True
+    assert described["RoleArn"] == PROCESSING_ROLE
     inputs = {i["InputName"]: i["S3Input"] for i in described["ProcessingInputs"]}
     # The job reads its own copy of the announced version, alone under the job's folder.
     staged = f"validation-input/{job}/incoming/churn.csv"

@@ -33,7 +33,7 @@ def test_record_has_what_why_which_when(ledger):
 
 
 def test_claim_is_granted_once_then_reports_done_or_busy(ledger):
-    first = ledger.claim("claim#x", "t", lease_seconds=60)
+    first = ledger.claim("claim#x", "t")
     assert first.acquired
     assert ledger.claim("claim#x", "t").status == "busy"
     ledger.complete("claim#x", "t", {"outcome": "ok"})
@@ -41,15 +41,71 @@ def test_claim_is_granted_once_then_reports_done_or_busy(ledger):
     assert done.status == "done" and done.item["outcome"] == "ok"
 
 
-def test_released_or_expired_claims_can_be_taken_over(ledger):
+def test_released_or_expired_claims_can_be_taken_over(aws, ledger):
     import time
 
-    assert ledger.claim("claim#y", "t").acquired
-    ledger.release("claim#y", "t", "boom")
+    from mlops_control.ledger import Ledger
+
+    first = ledger.claim("claim#y", "t")
+    assert first.acquired
+    ledger.release(first, "claim#y", "t", "boom")
     taken = ledger.claim("claim#y", "t")
     assert taken.acquired and taken.item["attempts"] == 2
-    assert ledger.claim("claim#z", "t", lease_seconds=10, now=time.time() - 60).acquired
-    assert ledger.claim("claim#z", "t").acquired  # the first holder's lease ran out
+    # A release by a holder whose claim was taken over meanwhile must not end the new holder's lease.
+    ledger.release(first, "claim#y", "t", "late")
+    assert ledger.claim("claim#y", "t").status == "busy"
+    # An invocation whose deadline has passed (killed by its timeout) holds nothing any more.
+    killed = Ledger(TABLE, AtomicDynamoDB(aws.ddb), lease_until=time.time() - 1)
+    assert killed.claim("claim#z", "t").acquired
+    assert ledger.claim("claim#z", "t").acquired
+
+
+def test_a_claim_lasts_as_long_as_the_invocation_holding_it(aws):
+    import time
+
+    from mlops_control import clients, runtime, settings
+
+    clients.reset(session=True)  # a session made before moto was imported would reach the real AWS
+
+    class Context:
+        def get_remaining_time_in_millis(self):
+            return 30_000
+
+    before = time.time()
+    ledger = runtime.ledger_for(settings.load(), Context())
+    claim = ledger.claim("claim#lease", "t")
+    from mlops_control.ledger import LEASE_MARGIN_SECONDS
+
+    assert before + 30 + LEASE_MARGIN_SECONDS - 1 <= claim.item["lease_until"] <= time.time() + 30 + LEASE_MARGIN_SECONDS
+
+
+def test_a_unit_of_work_writes_its_decisions_with_the_claim_or_not_at_all(ledger):
+    claim = ledger.claim("claim#unit", "t")
+    depth = ledger.begin()
+    ledger.record("file#a", "validated", "ok")
+    ledger.stage_state("pipeline", "unit", {"v": 1})
+    assert ledger.decisions("file#a") == [] and ledger.get("pipeline", "unit") is None
+    ledger.abandon(depth)
+    ledger.release(claim, "claim#unit", "t", "failed")
+    assert ledger.claim("claim#unit", "t").acquired
+    ledger.begin()
+    ledger.record("file#a", "validated", "ok")
+    ledger.stage_state("pipeline", "unit", {"v": 2})
+    ledger.complete("claim#unit", "t", {"outcome": "validated"})
+    assert [r["decision"] for r in ledger.decisions("file#a")] == ["validated"]
+    assert ledger.get("pipeline", "unit")["v"] == 2 and ledger.claim("claim#unit", "t").status == "done"
+
+
+def test_a_failed_staged_condition_commits_nothing(ledger):
+    from botocore.exceptions import ClientError
+
+    ledger.claim("claim#cond", "t")
+    ledger.begin()
+    ledger.record("file#b", "validated", "ok")
+    ledger.stage_update("pipeline", "absent", set_values={"x": 1}, condition="attribute_exists(#x)")
+    with pytest.raises(ClientError, match="TransactionCanceled"):
+        ledger.complete("claim#cond", "t")
+    assert ledger.decisions("file#b") == [] and ledger.claim("claim#cond", "t").status == "busy"
 
 
 def test_concurrent_claims_grant_exactly_one(ledger):

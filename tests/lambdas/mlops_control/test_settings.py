@@ -63,6 +63,8 @@ def test_optional_variables_have_defaults():
     from mlops_control.settings import Settings
 
     required = ("NAME_PREFIX", "LEDGER_TABLE", "DATA_BUCKET", "ARTIFACTS_BUCKET", "NOTIFY_TOPIC_ARN", "KMS_KEY_ARN",
-                "IMAGE_URI", "SAGEMAKER_ROLE_ARN", "ENDPOINT_NAME", "MODEL_PACKAGE_GROUP", "TARGET_COLUMN")
+                "IMAGE_URI", "TRAINING_ROLE_ARN", "PROCESSING_ROLE_ARN", "MODEL_ROLE_ARN", "ENDPOINT_NAME",
+                "MODEL_PACKAGE_GROUP", "TARGET_COLUMN")
     s = Settings.from_env({k: ENV[k] for k in required})
     assert s.training_hyperparameters == {} and s.task == "auto" and s.rollback_alarm_names == ()
+    assert s.deploy_bake_seconds == 600

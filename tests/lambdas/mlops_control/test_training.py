@@ -92,22 +92,80 @@ def test_completion_of_a_job_that_is_not_running_changes_nothing(aws, control):
     assert aws.state("training")["running_job"] == first.job and aws.state("training")["pending"] is True
 
 
-def test_failed_start_frees_the_slot_and_the_retry_starts_the_run(aws, control):
+def _throttle_next_create_training_job():
     import boto3
     from botocore.stub import Stubber
     from mlops_control import clients
-    from mlops_control.training import request_training
 
-    s, ledger = control
     throttled = boto3.client("sagemaker", region_name="us-east-1")
     stubber = Stubber(throttled)
     stubber.add_client_error("create_training_job", "ThrottlingException", "Rate exceeded")
     clients.override("sagemaker", throttled)
-    with stubber, pytest.raises(Exception, match="Rate exceeded"):
+    return stubber
+
+
+def test_failed_start_keeps_the_slot_for_the_retry_which_starts_the_run(aws, control):
+    from mlops_control import clients
+    from mlops_control.training import request_training
+
+    s, ledger = control
+    with _throttle_next_create_training_job(), pytest.raises(Exception, match="Rate exceeded"):
         request_training(s, ledger, "file:a", "a")
-    assert "running_job" not in (aws.state("training") or {})
+    slot = aws.state("training")
+    assert slot["running_started"] is False and slot["start_lease_until"] == 0
     clients.reset()  # Lambda's retry, with SageMaker answering again
-    assert request_training(s, ledger, "file:a", "a").outcome == "started"
+    retried = request_training(s, ledger, "file:a", "a")
+    assert retried.outcome == "started" and retried.job == slot["running_job"]
+    assert aws.training_jobs() == [retried.job] and aws.state("training")["running_started"] is True
+
+
+def test_a_request_arriving_before_the_retry_takes_over_a_run_that_failed_to_start(aws, control):
+    from mlops_control import clients
+    from mlops_control.training import request_training
+
+    s, ledger = control
+    with _throttle_next_create_training_job(), pytest.raises(Exception, match="Rate exceeded"):
+        request_training(s, ledger, "file:a", "a")
+    clients.reset()
+    other = request_training(s, ledger, "file:b", "b")
+    assert other.outcome == "started" and aws.training_jobs() == [other.job]
+    # The retry of the first request now joins that run's follow-up instead of starting a second run.
+    assert request_training(s, ledger, "file:a", "a").outcome == "coalesced"
+    assert aws.training_jobs() == [other.job] and aws.state("training")["pending"] is True
+
+
+def test_a_follow_up_whose_start_failed_is_started_by_the_retried_completion(aws, control):
+    """Issue 12 item 4: the slot was handed to the follow-up and `pending` cleared, then CreateTrainingJob was
+    throttled; the retried completion event must start the follow-up, not find nothing to do."""
+    from mlops_control import clients
+    from mlops_control.training import finish_training, request_training
+
+    s, ledger = control
+    first = request_training(s, ledger, "file:a", "a")
+    request_training(s, ledger, "file:b", "b")  # arrives during the run: coalesced
+    with _throttle_next_create_training_job(), pytest.raises(Exception, match="Rate exceeded"):
+        finish_training(s, ledger, first.job)
+    clients.reset()
+    follow_up = finish_training(s, ledger, first.job)  # Lambda's retry of the completion event
+    assert follow_up is not None and aws.training_jobs() == sorted([first.job, follow_up])
+    assert aws.state("training")["running_started"] is True
+    assert finish_training(s, ledger, first.job) == follow_up  # a third delivery starts nothing more
+    assert len(aws.training_jobs()) == 2
+
+
+def test_a_redelivered_request_of_the_running_job_keeps_its_follow_up(aws, control):
+    """Issue 12 item 7: the running job's own trigger, delivered again, must not reset pending."""
+    from mlops_control.training import finish_training, request_training
+
+    s, ledger = control
+    first = request_training(s, ledger, "file:a", "a")
+    request_training(s, ledger, "file:b", "b")
+    again = request_training(s, ledger, "file:a", "a")
+    assert again.outcome == "already_started" and again.job == first.job
+    slot = aws.state("training")
+    assert slot["pending"] is True and slot["pending_count"] == 1
+    follow_up = finish_training(s, ledger, first.job)
+    assert follow_up is not None and len(aws.training_jobs()) == 2
 
 
 def test_duplicate_training_name_rejected_by_sagemaker_is_treated_as_started(aws, control):

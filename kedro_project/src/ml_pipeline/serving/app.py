@@ -3,28 +3,41 @@
 Deliberately framework-free: per request it only parses the body, predicts and writes bytes.
 
 Content types in: text/csv (header optional), application/json ({"instances": [...]}, a list of records or
-lists, or one record), application/jsonlines. Out (Accept): application/json or text/csv; */* or no Accept
-answers in the request's format. Probabilities: header `X-Amzn-SageMaker-Custom-Attributes: probabilities=true`
-(passes through InvokeEndpoint's CustomAttributes) or query `?probabilities=true`.
+lists, or one record), application/jsonlines. Out (Accept, with q-values): application/json or text/csv; */* or
+no Accept answers in the request's format. Probabilities: header `X-Amzn-SageMaker-Custom-Attributes:
+probabilities=true` (passes through InvokeEndpoint's CustomAttributes) or query `?probabilities=true`.
+A body larger than INLINE_MAX_BYTES is parsed and predicted on the worker's compute thread, so that /ping and
+small requests keep being answered meanwhile; smaller ones are done inline, which is faster for them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
+import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
 from urllib.parse import parse_qs
 
 import orjson
 
 from ml_pipeline.paths import model_dir
+from ml_pipeline.serving import timeouts
 from ml_pipeline.serving.cores import CoreShare
+from ml_pipeline.serving.integrity import InvalidModelDirectory, model_digest
 from ml_pipeline.serving.parsing import RequestError, media_type, parse_body
 from ml_pipeline.serving.predictor import CompiledModel, Prediction
 
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn in every worker
 MAX_BODY_BYTES = int(os.environ.get("SERVE_MAX_BODY_BYTES", 6 * 1024 * 1024))  # SageMaker's payload limit
+BODY_TIMEOUT_SECONDS = timeouts.seconds(os.environ, timeouts.BODY_VARIABLE)
+# A few hundred CSV rows, a few ms of work: a smaller body is done on the event loop, where it is fastest; a larger
+# one on the compute thread, so that it cannot hold /ping and the small requests up.
+INLINE_MAX_BYTES = 64 * 1024
+PIN_VARIABLE = "MODEL_SHA256"
+_body_deadlines = timeouts.Deadlines()
 
 _JSON_HEADERS = [(b"content-type", b"application/json")]
 _CSV_HEADERS = [(b"content-type", b"text/csv")]
@@ -58,9 +71,15 @@ def keep_freed_memory() -> bool:
 
 
 def load_model() -> None:
-    """Load the model once per worker, before the worker accepts connections."""
+    """Load the model once per worker, before the worker accepts connections (never one MODEL_SHA256 refuses)."""
     directory = model_dir()
     started = time.perf_counter()
+    refusal = _pin_refusal(directory)
+    if refusal is not None:  # nothing in the directory is unpickled: /ping answers 503 with the reason
+        state.model = None
+        state.error = refusal
+        log.error(refusal)
+        return
     try:
         state.model = CompiledModel.load(directory)
         state.error = None
@@ -74,6 +93,27 @@ def load_model() -> None:
     if state.cores is None:
         state.cores = CoreShare.from_environment(dict(os.environ))
     keep_freed_memory()
+
+
+def _pin_refusal(directory) -> str | None:
+    """Why the model directory must not be loaded, or None: its digest must equal MODEL_SHA256 when that is set."""
+    expected = os.environ.get(PIN_VARIABLE, "").strip()
+    if not expected:
+        log.info("%s is not set: the model in %s is loaded without checking its digest (not pinned)",
+                 PIN_VARIABLE, directory)
+        return None
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", expected):
+        return f"{PIN_VARIABLE} is not a sha256 hex digest ({expected[:80]!r}): refusing to load"
+    expected = expected.lower()
+    try:
+        actual = model_digest(directory)
+    except (InvalidModelDirectory, OSError) as exc:
+        return (f"model directory digest could not be computed ({exc}), so it does not match {PIN_VARIABLE} "
+                f"{expected}: refusing to load")
+    if actual != expected:
+        return f"model directory digest {actual} does not match {PIN_VARIABLE} {expected}: refusing to load"
+    log.info("model directory digest matches %s (%s)", PIN_VARIABLE, actual)
+    return None
 
 
 async def app(scope, receive, send) -> None:
@@ -100,8 +140,9 @@ async def _respond(send, status: int, body: bytes, headers: list) -> None:
     await send({"type": "http.response.body", "body": body})
 
 
-async def _error(send, status: int, message: str) -> None:
-    await _respond(send, status, orjson.dumps({"error": message}), _JSON_HEADERS)
+async def _error(send, status: int, message: str, close: bool = False) -> None:
+    headers = [*_JSON_HEADERS, (b"connection", b"close")] if close else _JSON_HEADERS
+    await _respond(send, status, orjson.dumps({"error": message}), headers)
 
 
 async def _http(scope, receive, send) -> None:
@@ -113,7 +154,7 @@ async def _http(scope, receive, send) -> None:
         try:
             status, body, headers = await _invocations(scope, receive)
         except RequestError as exc:
-            await _error(send, exc.status, exc.message)
+            await _error(send, exc.status, exc.message, exc.close)
             return
         except Exception as exc:  # a bug, not the client's fault
             log.exception("invocation failed")
@@ -146,17 +187,27 @@ async def _read_body(scope, receive) -> bytes:
         raise RequestError(413, f"body of {int(length)} bytes is over the {MAX_BODY_BYTES} byte limit: "
                                 "split the batch")
     chunks, size = [], 0
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise RequestError(400, "client disconnected")
-        chunk = message.get("body", b"")
-        size += len(chunk)
-        if size > MAX_BODY_BYTES:
-            raise RequestError(413, f"body is over the {MAX_BODY_BYTES} byte limit: split the batch")
-        chunks.append(chunk)
-        if not message.get("more_body", False):
-            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    task = asyncio.current_task()
+    _body_deadlines.watch(task, BODY_TIMEOUT_SECONDS)
+    try:
+        while True:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                raise RequestError(400, "client disconnected")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > MAX_BODY_BYTES:
+                raise RequestError(413, f"body is over the {MAX_BODY_BYTES} byte limit: split the batch")
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    except asyncio.CancelledError:
+        if not _body_deadlines.expired(task):
+            raise
+        raise RequestError(408, f"the request body did not arrive within {BODY_TIMEOUT_SECONDS:g} s "
+                                f"({size} bytes received): send the whole body without pauses", close=True) from None
+    finally:
+        _body_deadlines.forget(task)
 
 
 def _wants_probabilities(scope) -> bool:
@@ -172,37 +223,98 @@ def _wants_probabilities(scope) -> bool:
     return False
 
 
+_OFFERS = ("application/json", "text/csv")
+
+
 def _output_type(accept: str | None, content_type: str) -> str:
-    if not accept:
-        return "text/csv" if media_type(content_type) in ("text/csv", "application/csv") else "application/json"
-    for item in accept.split(","):
-        kind = media_type(item)
-        if kind in ("application/json", "text/csv"):
-            return kind
-        if kind in ("*/*", "application/*", "text/*"):
-            if kind == "text/*":
-                return "text/csv"
-            if kind == "application/*":
-                return "application/json"
-            return _output_type(None, content_type)
-    raise RequestError(406, f"cannot answer in {accept}: accept application/json or text/csv")
+    """The answer's media type: the acceptable offer with the highest q (RFC 9110); a tie keeps Accept's order."""
+    requested = "text/csv" if media_type(content_type) in ("text/csv", "application/csv") else "application/json"
+    if not accept or not accept.strip():
+        return requested
+    if accept in _OFFERS:  # what clients send almost always: no parsing
+        return accept
+    ranges = _media_ranges(accept)
+    best, best_key = None, None
+    for offer in _OFFERS:
+        match = _most_specific_range(ranges, offer)
+        if match is None or match[1] <= 0:  # not listed, or q=0: "not acceptable"
+            continue
+        position, q = match
+        key = (q, -position, offer == requested)  # */* matches both offers at one position: the request's format
+        if best_key is None or key > best_key:
+            best, best_key = offer, key
+    if best is None:
+        shown = accept if len(accept) <= 200 else accept[:200] + "…"
+        raise RequestError(406, f"cannot answer in {shown}: accept application/json or text/csv")
+    return best
+
+
+def _media_ranges(accept: str) -> list[tuple[str, float]]:
+    """(media range, q) per Accept element, in order; an element with an unreadable q is left out."""
+    ranges = []
+    for element in accept.split(","):
+        kind, *parameters = element.split(";")
+        q = 1.0
+        for parameter in parameters:
+            name, _, value = parameter.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    q = float(value.strip())
+                except ValueError:
+                    q = -1.0
+        kind = kind.strip().lower()
+        if kind and 0.0 <= q <= 1.0:
+            ranges.append((kind, q))
+    return ranges
+
+
+def _most_specific_range(ranges: list[tuple[str, float]], offer: str) -> tuple[int, float] | None:
+    """(position, q) of the range that matches `offer` most specifically (type/subtype > type/* > */*)."""
+    wildcard = offer.split("/", 1)[0] + "/*"
+    found, found_rank = None, -1
+    for position, (kind, q) in enumerate(ranges):
+        rank = 2 if kind == offer else 1 if kind == wildcard else 0 if kind == "*/*" else -1
+        if rank > found_rank:
+            found, found_rank = (position, q), rank
+    return found
 
 
 async def _invocations(scope, receive) -> tuple[int, bytes, list]:
     model = state.model
     if model is None:
         raise RequestError(503, state.error or "model not loaded yet")
-    content_type = _header(scope, b"content-type")
+    content_type = _header(scope, b"content-type") or ""
     if media_type(content_type) not in ("text/csv", "application/csv", "application/json",
                                         "application/jsonlines", "application/x-jsonlines"):
         # Before reading the body: a wrong type is answered without buffering megabytes.
-        parse_body(b"", content_type or "", model.schema)
-    output = _output_type(_header(scope, b"accept"), content_type or "")
+        parse_body(b"", content_type, model.schema)
+    output = _output_type(_header(scope, b"accept"), content_type)
     body = await _read_body(scope, receive)
+    probabilities = _wants_probabilities(scope)
+    if len(body) <= INLINE_MAX_BYTES:
+        return _compute(model, body, content_type, probabilities, output)
+    return await asyncio.get_running_loop().run_in_executor(_compute_thread(), _compute, model, body, content_type,
+                                                            probabilities, output)
+
+
+_compute_pool: ThreadPoolExecutor | None = None
+
+
+def _compute_thread() -> ThreadPoolExecutor:
+    """One thread per worker: large requests take turns on it, as they did on the event loop, without blocking it."""
+    global _compute_pool
+    if _compute_pool is None:
+        _compute_pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="serve-compute")
+    return _compute_pool
+
+
+def _compute(model: CompiledModel, body: bytes, content_type: str, probabilities: bool,
+             output: str) -> tuple[int, bytes, list]:
+    """Parse, predict and render, marked as computing for the workers that lend cores (serving/cores.py)."""
     cores = state.cores
     with cores.computing() if cores is not None else nullcontext():
-        parsed = parse_body(body, content_type or "", model.schema)
-        prediction = model.predict(parsed, probabilities=_wants_probabilities(scope),
+        parsed = parse_body(body, content_type, model.schema)
+        prediction = model.predict(parsed, probabilities=probabilities,
                                    threads=cores.threads if cores is not None else None)
         if output == "text/csv":
             return 200, render_csv(prediction), _CSV_HEADERS

@@ -14,6 +14,7 @@ import fcntl
 import mmap
 import os
 import tempfile
+import threading
 from contextlib import contextmanager
 
 FILE_VARIABLE = "SERVE_CORES_FILE"  # set by `serve` for its workers
@@ -56,6 +57,9 @@ class CoreShare:
         self.slot = slot
         self.cores = cores
         self.limit = limit
+        # The event loop and the compute thread may both compute: the slot stays set until the last one ends.
+        self._computing = 0
+        self._lock = threading.Lock()
 
     @classmethod
     def join(cls, path: str, cores: int, limit: int) -> CoreShare | None:
@@ -85,11 +89,16 @@ class CoreShare:
 
     @contextmanager
     def computing(self):
-        self._mapping[self.slot] = 1
+        with self._lock:
+            self._computing += 1
+            self._mapping[self.slot] = 1
         try:
             yield
         finally:
-            self._mapping[self.slot] = 0
+            with self._lock:
+                self._computing -= 1
+                if not self._computing:
+                    self._mapping[self.slot] = 0
 
     def threads(self) -> int:
         """Threads this worker may use now: the cores no other worker is computing on, at least one."""
