@@ -180,7 +180,7 @@ class JobRunner:
         dest.mkdir(parents=True, exist_ok=True)
         keys: list[str] = []
         if data_type == "ManifestFile":
-            raise ValueError("ManifestFile inputs are not supported by the embedded stack")
+            return self._download_manifest(bucket, prefix, dest)
         paginator = self._s3.get_paginator("list_objects_v2")
         # SageMaker keeps paths relative to the prefix's "directory" (an exact key lands as its basename).
         if not prefix or prefix.endswith("/"):
@@ -201,6 +201,23 @@ class JobRunner:
                 keys.append(key)
         if not keys:
             raise FileNotFoundError(f"no S3 objects found under {uri}")
+        return keys
+
+    def _download_manifest(self, bucket: str, key: str, dest: Path) -> list[str]:
+        """SageMaker's ManifestFile: `[{"prefix": "s3://b/p/"}, "rel/key", ...]`; each object lands at its key
+        relative to the prefix (its latest version, as SageMaker reads it)."""
+        manifest = json.loads(self._s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+        if not isinstance(manifest, list) or not manifest or not isinstance(manifest[0], dict) or "prefix" not in manifest[0]:
+            raise ValueError(f"s3://{bucket}/{key} is not a manifest: its first entry must be {{\"prefix\": ...}}")
+        source_bucket, prefix = split_s3(manifest[0]["prefix"])
+        keys = []
+        for relative in manifest[1:]:
+            target = dest / str(relative)
+            target.parent.mkdir(parents=True, exist_ok=True)
+            self._s3.download_file(source_bucket, f"{prefix}{relative}", str(target))
+            keys.append(f"{prefix}{relative}")
+        if not keys:
+            raise FileNotFoundError(f"the manifest s3://{bucket}/{key} lists no objects")
         return keys
 
     def _upload_dir(self, source: Path, uri: str, kms_key: str | None) -> int:

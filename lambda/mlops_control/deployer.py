@@ -27,7 +27,7 @@ PRODUCTION = ("pipeline", "production")
 STABLE = ("InService", "Failed", "OutOfService")
 _INFLIGHT = ("inflight_config", "inflight_job", "inflight_package", "inflight_model", "inflight_since",
              "inflight_metrics", "inflight_task", "inflight_model_data_url", "inflight_requested", "previous_config",
-             "inflight_model_sha256", "inflight_model_version", "inflight_lease_until")
+             "inflight_model_sha256", "inflight_model_version", "inflight_lease_until", "inflight_fingerprint")
 
 
 def _sm() -> Any:
@@ -62,13 +62,14 @@ def ensure_model_package_group(settings: Settings) -> None:
 
 def _lineage(settings: Settings, training: dict, metrics: dict[str, float], task: str) -> dict:
     job = training["TrainingJobName"]
-    inputs: list = []
+    snapshot: dict = {}
     try:
         body = clients.get("s3").get_object(Bucket=settings.artifacts_bucket, Key=f"models/{job}/inputs.json")["Body"].read()
-        inputs = json.loads(body).get("inputs", [])
-    except Exception as exc:  # noqa: BLE001 - lineage of inputs is best-effort; the prefix is still recorded
+        snapshot = json.loads(body)
+    except Exception as exc:  # noqa: BLE001 - lineage of inputs is best-effort; the channel is still recorded
         if not clients.is_not_found(exc):
             raise
+    inputs = snapshot.get("inputs", [])
     return {
         "training_job": job,
         "image": (training.get("AlgorithmSpecification") or {}).get("TrainingImage", settings.image_uri),
@@ -76,10 +77,22 @@ def _lineage(settings: Settings, training: dict, metrics: dict[str, float], task
         "data": [c["DataSource"]["S3DataSource"]["S3Uri"] for c in training.get("InputDataConfig", [])
                  if "S3DataSource" in c.get("DataSource", {})],
         "inputs": inputs,
+        "fingerprint": snapshot.get("fingerprint"),
+        "window": snapshot.get("window"),
         "metrics": {"test": metrics},
         "task": task,
         "model_data_url": training["ModelArtifacts"]["S3ModelArtifacts"],
     }
+
+
+def _fingerprint_of(settings: Settings, job: str) -> str | None:
+    try:
+        body = clients.get("s3").get_object(Bucket=settings.artifacts_bucket, Key=f"models/{job}/inputs.json")["Body"].read()
+    except Exception as exc:  # noqa: BLE001 - a run started before fingerprints (or by hand) has none
+        if not clients.is_not_found(exc):
+            raise
+        return None
+    return json.loads(body).get("fingerprint")
 
 
 def register_package(settings: Settings, training: dict, metrics: dict[str, float], task: str, reason: str,
@@ -92,6 +105,7 @@ def register_package(settings: Settings, training: dict, metrics: dict[str, floa
     lineage = _lineage(settings, training, metrics, task)
     lineage["model"] = {"uri": lineage["model_data_url"], "version": pinned.version_id, "sha256": pinned.digest,
                         "tarball_sha256": pinned.tarball_sha256, "files": pinned.files}
+    lineage["comparison"] = (pinned.metadata or {}).get("comparison")
     lineage_key = f"models/{job}/lineage.json"
     clients.get("s3").put_object(Bucket=settings.artifacts_bucket, Key=lineage_key, ContentType="application/json",
                                  Body=json.dumps(lineage, indent=1, default=str).encode(),
@@ -101,7 +115,8 @@ def register_package(settings: Settings, training: dict, metrics: dict[str, floa
                 "lineage": f"s3://{settings.artifacts_bucket}/{lineage_key}"[:256],
                 "hyperparameters": json.dumps(lineage["hyperparameters"], sort_keys=True)[:256]}
     customer.update({f"test_{k}": f"{v:.6g}" for k, v in metrics.items()})
-    customer.update({"model_sha256": pinned.digest, "model_version": str(pinned.version_id or "")[:256]})
+    customer.update({"model_sha256": pinned.digest, "model_version": str(pinned.version_id or "")[:256],
+                     "fingerprint": str(lineage.get("fingerprint") or "")})
     response = _sm().create_model_package(
         ModelPackageGroupName=settings.model_package_group,
         ModelPackageDescription=f"{job}: {reason}"[:1024],
@@ -220,35 +235,40 @@ def _instance_type_of(config_name: str | None) -> str | None:
 
 # -- deploy -----------------------------------------------------------------------------------------------
 def deploy_training_job(settings: Settings, ledger: Ledger, job: str, *, training: dict | None = None) -> dict:
-    """Gate a completed training job against the production model and, if it passes, deploy it."""
+    """Pin a completed training job's model, gate it against the production model on the same rows and, if it
+    passes, deploy it."""
     production = ledger.get(*PRODUCTION)
     if production and production.get("training_job") == job:
         # A retried or deferred request for the model that already serves (its deploy was verified meanwhile).
         return {"status": "already_production", "job": job}
     training = training or _sm().describe_training_job(TrainingJobName=job)
     metrics = jobs.test_metrics(training.get("FinalMetricDataList"))
-    result = gate.evaluate(settings.quality_gate, settings.task, metrics, (production or {}).get("metrics") if production else None)
     subject = f"job#{job}"
-    details = {"metric": result.metric, "value": result.value, "threshold": result.threshold,
-               "production": result.production_value, "production_job": (production or {}).get("training_job"),
-               "metrics": metrics}
-    if not result.passed:
-        ledger.record(subject, "gated_out", result.reason, job=job, details=details)
-        announce(settings, ledger, f"Model not deployed: {job}", f"The model from {job} did not pass the quality gate: "
-                f"{result.reason}. The production model keeps serving.", details)
-        return {"status": "gated_out", "reason": result.reason}
     model_data_url = training["ModelArtifacts"]["S3ModelArtifacts"]
     try:
+        # Read once: the digest `serve` will insist on, and metadata.json with the paired comparison.
         pinned = model_digest.pin(clients.get("s3"), model_data_url)
     except Exception as exc:  # noqa: BLE001
         if not (isinstance(exc, model_digest.InvalidModel) or clients.is_not_found(exc)):
             raise
         reason = f"the model artifact cannot be deployed: {clients.error_message(exc)}"
-        ledger.record(subject, "gated_out", reason, job=job, details={**details, "model_data_url": model_data_url})
+        ledger.record(subject, "gated_out", reason, job=job, details={"metrics": metrics, "model_data_url": model_data_url})
         announce(settings, ledger, f"Model not deployed: {job}", f"{reason}. The production model keeps serving.",
                  {"job": job, "model_data_url": model_data_url})
         return {"status": "gated_out", "reason": reason}
-    details["model"] = {"version": pinned.version_id, "sha256": pinned.digest, "tarball_sha256": pinned.tarball_sha256}
+    comparison = (pinned.metadata or {}).get("comparison")
+    result = gate.evaluate(settings.quality_gate, settings.task, metrics, (production or {}).get("metrics") if production
+                           else None, comparison if isinstance(comparison, dict) else None, settings.gate_min_new_rows)
+    details = {"metric": result.metric, "value": result.value, "threshold": result.threshold,
+               "production": result.production_value, "production_job": (production or {}).get("training_job"),
+               "basis": result.basis, "rows": result.rows, "challenger_on_rows": result.challenger_value,
+               "metrics": metrics,
+               "model": {"version": pinned.version_id, "sha256": pinned.digest, "tarball_sha256": pinned.tarball_sha256}}
+    if not result.passed:
+        ledger.record(subject, "gated_out", result.reason, job=job, details=details)
+        announce(settings, ledger, f"Model not deployed: {job}", f"The model from {job} did not pass the quality gate: "
+                 f"{result.reason}. The production model keeps serving.", details)
+        return {"status": "gated_out", "reason": result.reason}
     ledger.record(subject, "gate_passed", result.reason, job=job, details=details)
     return deploy_model(settings, ledger, job, model_data_url, metrics, result.task, reason=result.reason,
                         training=training, pinned=pinned)
@@ -293,6 +313,7 @@ def deploy_model(settings: Settings, ledger: Ledger, job: str, model_data_url: s
             "inflight_config": cfg, "inflight_job": job, "inflight_model": model, "inflight_since": int(moment),
             "inflight_metrics": metrics, "inflight_task": task, "inflight_model_data_url": model_data_url,
             "inflight_model_sha256": pinned.digest, "inflight_model_version": pinned.version_id,
+            "inflight_fingerprint": _fingerprint_of(settings, job),
             "previous_config": (endpoint or {}).get("EndpointConfigName") or "",
             # Until the Create/UpdateEndpoint request is recorded as made, the slot is this invocation's.
             "inflight_lease_until": ledger.lease_end(moment),
@@ -435,6 +456,8 @@ def _deployed(settings: Settings, ledger: Ledger, slot: dict) -> dict:
         "config_name": cfg, "metrics": slot.get("inflight_metrics") or {}, "task": slot.get("inflight_task"),
         "model_data_url": slot.get("inflight_model_data_url"), "deployed_at": now_iso(),
         "model_sha256": slot.get("inflight_model_sha256"), "model_version": slot.get("inflight_model_version"),
+        # The data it was trained on: a retrain on exactly this data would make the same model again.
+        "fingerprint": slot.get("inflight_fingerprint"),
         # Autoscaling and pruning follow the commit (_after_deploy) and are retried until they are done.
         "after_deploy": "pending",
     }

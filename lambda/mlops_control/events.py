@@ -29,6 +29,8 @@ class ObjectCreated:
     event_time: str | None = None
     # S3's per-key event order (hex): of two events for one key, the greater sequencer is the later write.
     sequencer: str | None = None
+    # Who wrote it, as the event says (EventBridge: account or service principal; notifications: principal id).
+    requester: str | None = None
 
     @property
     def write_order(self) -> str | None:
@@ -137,6 +139,7 @@ def parse_object_created(event: Any) -> list[ObjectCreated]:
                 bucket=str(bucket), key=key, raw_key=raw, size=_int_or_none(obj.get("size")),
                 etag=(obj.get("eTag") or obj.get("etag") or None), version_id=obj.get("versionId") or None,
                 event_time=record.get("eventTime"), sequencer=_sequencer(obj.get("sequencer")),
+                requester=str((record.get("userIdentity") or {}).get("principalId") or "") or None,
             ))
         return parsed
     if event.get("source") == "aws.s3" and event.get("detail-type") == "Object Created":
@@ -148,6 +151,7 @@ def parse_object_created(event: Any) -> list[ObjectCreated]:
             bucket=str(bucket), key=key, raw_key=raw, size=_int_or_none(obj.get("size")),
             etag=(obj.get("etag") or obj.get("eTag") or None), version_id=obj.get("version-id") or None,
             event_time=event.get("time"), sequencer=_sequencer(obj.get("sequencer")),
+            requester=str(detail.get("requester") or "") or None,
         )]
     raise MalformedEvent(
         f"not an S3 Object Created event (source={event.get('source')!r}, detail-type={event.get('detail-type')!r})"

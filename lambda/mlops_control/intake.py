@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import posixpath
+from dataclasses import dataclass
 
 from . import clients, jobs
 from .events import ObjectCreated
@@ -11,7 +12,7 @@ from .ledger import Claim, Ledger
 from .notify import announce, put_metrics, report_metrics
 from .runtime import exactly_once, once_per_job
 from .settings import Settings
-from .training import request_training
+from .training import VALIDATED_FILES, request_training
 
 PRODUCTION = ("pipeline", "production")
 
@@ -30,12 +31,14 @@ def handle_upload(settings: Settings, ledger: Ledger, obj: ObjectCreated) -> dic
         ledger.record(file_subject(obj.bucket, obj.key), "ignored", f"bucket {obj.bucket} is not the data bucket "
                       f"{settings.data_bucket}", file=obj.uri, ttl_days=30)
         return {"status": "ignored", "key": obj.key}
-    if not obj.key.startswith(settings.incoming_prefix):
+    labels = obj.key.startswith(settings.ground_truth_prefix)
+    if not (obj.key.startswith(settings.incoming_prefix) or labels):
         # Keys the system writes itself (validated/, quarantine/) start nothing and need no record: that is
         # what keeps the pipeline from feeding on its own output.
         if not obj.key.startswith(_system_prefixes(settings)):
             ledger.record(file_subject(obj.bucket, obj.key), "ignored",
-                          f"not under {settings.incoming_prefix}; only files there are processed", file=obj.uri, ttl_days=30)
+                          f"not under {settings.incoming_prefix} or {settings.ground_truth_prefix}; only files there "
+                          "are processed", file=obj.uri, ttl_days=30)
         return {"status": "ignored", "key": obj.key}
     if obj.key.endswith("/"):
         return {"status": "ignored", "key": obj.key}  # a "folder" placeholder made by consoles
@@ -48,9 +51,10 @@ def handle_upload(settings: Settings, ledger: Ledger, obj: ObjectCreated) -> dic
                       job=(claim.item or {}).get("job"), ttl_days=30)
         return {"status": "duplicate", "key": obj.key}
 
+    work = _start_ground_truth if labels else _check_and_start
     return exactly_once(
         ledger, f"claim#obj#{obj.bucket}/{obj.key}#{obj.version_or_etag}", "trigger",
-        lambda: _check_and_start(settings, ledger, obj, subject), values={"file": obj.uri}, duplicate=duplicate,
+        lambda: work(settings, ledger, obj, subject), values={"file": obj.uri}, duplicate=duplicate,
         busy=f"another delivery of {obj.uri} ({obj.version_or_etag}) is being handled",
         completion=lambda result: {"outcome": result["status"], "job": result.get("job")})
 
@@ -63,58 +67,123 @@ def _reject(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str
     return {"status": "rejected", "key": obj.key, "reason": reason}
 
 
-def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str) -> dict:
+@dataclass(frozen=True)
+class _Staged:
+    obj: ObjectCreated
+    size: int
+    metadata: dict
+    job: str
+    uri: str
+
+
+def _stage(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str, kind: str) -> _Staged | dict:
+    """The cheap checks, then a copy of exactly the announced version where job `kind` alone reads it. Returns
+    the staged upload, or the rejection's result."""
     extension = posixpath.splitext(obj.key)[1].lower()
     if extension not in settings.allowed_extensions:
         return _reject(settings, ledger, obj, subject, f"extension {extension or '(none)'!r} is not one of "
                        f"{', '.join(settings.allowed_extensions)}")
-    size = obj.size
-    if size is None or obj.raw_key is not None:
-        # Size unknown, or the key was URL-decoded and the other reading is also possible: ask S3.
-        found = _head(settings, obj)
-        if found is None:
-            return _reject(settings, ledger, obj, subject, "the object no longer exists (deleted before processing)")
-        obj, size = found
+    # Always asked: the size may be missing from the event, the key may have two readings, and the object's
+    # metadata says whether a person accepted it.
+    found = _head(settings, obj)
+    if found is None:
+        return _reject(settings, ledger, obj, subject, f"the object (version {obj.version_or_etag}) no longer exists "
+                       "(deleted before processing)")
+    obj, size, metadata = found
     if size == 0:
         return _reject(settings, ledger, obj, subject, "the file is empty (0 bytes)")
     if size > settings.max_upload_bytes:
         return _reject(settings, ledger, obj, subject, f"the file is {size} bytes, over the limit of "
                        f"{settings.max_upload_bytes} bytes")
-    job = jobs.job_name(settings, "val", obj.bucket, obj.key, obj.version_or_etag)
-    staged = jobs.validation_input_key(settings, job, obj.key)
+    job = jobs.job_name(settings, kind, obj.bucket, obj.key, obj.version_or_etag)
+    staged = (jobs.labels_input_key if kind == "gt" else jobs.validation_input_key)(settings, job, obj.key)
     staged_bytes = len(staged.encode("utf-8"))
     if staged_bytes > jobs.S3_KEY_LIMIT_BYTES:
-        return _reject(settings, ledger, obj, subject, f"the key is too long to validate: its copy for the job "
+        return _reject(settings, ledger, obj, subject, f"the key is too long to "
+                       f"{'validate' if kind == 'val' else 'join'}: its copy for the job "
                        f"would be {staged_bytes} bytes, over S3's {jobs.S3_KEY_LIMIT_BYTES}; "
                        "use a shorter file name or fewer folders")
     try:
         # The job reads this copy of exactly the version the event announced: a later upload of the same key
-        # can neither change what is validated nor what is then registered as validated.
+        # can neither change what is checked nor what is then registered.
         _copy(obj.bucket, obj.key, obj.version_id, staged, target_bucket=settings.artifacts_bucket)
     except Exception as exc:  # noqa: BLE001
         if not clients.is_not_found(exc):
             raise
         return _reject(settings, ledger, obj, subject, f"the object (version {obj.version_or_etag}) no longer "
                        "exists (deleted before processing)")
-    staged_uri = f"s3://{settings.artifacts_bucket}/{staged}"
     ledger.put_state(f"job#{job}", "meta", {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id,
                                              "etag": obj.etag, "file": obj.uri, "write_order": obj.write_order})
-    production = ledger.get(*PRODUCTION) or {}
-    request = jobs.validation_request(settings, job, staged_uri, production.get("model_data_url"))
+    return _Staged(obj, size, metadata, job, f"s3://{settings.artifacts_bucket}/{staged}")
+
+
+def _create_processing_job(request: dict) -> bool:
+    """False when the job exists already (a redelivered event)."""
     try:
         clients.get("sagemaker").create_processing_job(**request)
-        decision, why = "validation_started", f"validation job {job} started"
+        return True
     except Exception as exc:  # noqa: BLE001
         if not clients.is_already_exists(exc):
             raise
+        return False
+
+
+ACCEPTED_BY, ACCEPT_REASON = "accepted-by", "accept-reason"  # S3 user metadata (x-amz-meta-...)
+
+
+def _check_and_start(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str) -> dict:
+    staged = _stage(settings, ledger, obj, subject, "val")
+    if not isinstance(staged, _Staged):
+        return staged
+    obj, job = staged.obj, staged.job
+    acceptance = _acceptance(staged)
+    if acceptance:
+        ledger.record(subject, "accepted", f"{acceptance['by']} accepted this file's shift: {acceptance['reason']}",
+                      file=obj.uri, job=job, details={"version": obj.version_or_etag, **acceptance})
+    production = ledger.get(*PRODUCTION) or {}
+    request = jobs.validation_request(settings, job, staged.uri, production.get("model_data_url"),
+                                      accept_shift=bool(acceptance))
+    if _create_processing_job(request):
+        decision, why = "validation_started", f"validation job {job} started"
+    else:
         decision, why = "validation_already_started", f"validation job {job} already exists (redelivered event)"
     ledger.record(subject, decision, why, file=obj.uri, job=job,
-                  details={"version": obj.version_or_etag, "size": size, "validation_input": staged_uri,
-                           "reference_model": production.get("training_job") or "none (first model)"})
+                  details={"version": obj.version_or_etag, "size": staged.size, "validation_input": staged.uri,
+                           "reference_model": production.get("training_job") or "none (first model)",
+                           **({"from_ground_truth": staged.metadata["ground-truth-job"]}
+                              if "ground-truth-job" in staged.metadata else {})})
     return {"status": "started", "job": job, "key": obj.key}
 
 
-def _head(settings: Settings, obj: ObjectCreated) -> tuple[ObjectCreated, int] | None:
+def _acceptance(staged: _Staged) -> dict | None:
+    """A person accepts a quarantined file by uploading it again with `accept-reason` (and `accepted-by`)
+    metadata: its shift is then reported, not refused. Who, when and why go to the ledger."""
+    reason = (staged.metadata.get(ACCEPT_REASON) or "").strip()
+    if not reason:
+        return None
+    return {"by": (staged.metadata.get(ACCEPTED_BY) or "").strip() or "someone (no accepted-by metadata)",
+            "reason": reason[:500], "requester": staged.obj.requester, "at": staged.obj.event_time}
+
+
+def _start_ground_truth(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str) -> dict:
+    """Labels for captured requests: a job joins them with the captures and scores the production model."""
+    production = ledger.get(*PRODUCTION) or {}
+    if not production.get("model_data_url"):
+        return _reject(settings, ledger, obj, subject, "labels need captured requests of a production model, and "
+                       "no model has been deployed yet")
+    staged = _stage(settings, ledger, obj, subject, "gt")
+    if not isinstance(staged, _Staged):
+        return staged
+    created = _create_processing_job(jobs.ground_truth_request(settings, staged.job, staged.uri, production))
+    ledger.record(subject, "ground_truth_started" if created else "ground_truth_already_started",
+                  f"ground-truth job {staged.job} joins these labels with the captured requests of "
+                  f"{production.get('training_job')}", file=obj.uri, job=staged.job,
+                  details={"version": obj.version_or_etag, "labels_input": staged.uri,
+                           "capture": jobs.capture_prefix(settings)})
+    return {"status": "started", "job": staged.job, "key": obj.key}
+
+
+def _head(settings: Settings, obj: ObjectCreated) -> tuple[ObjectCreated, int, dict] | None:
     s3 = clients.get("s3")
     for key in [obj.key] + ([obj.raw_key] if obj.raw_key else []):
         kwargs = {"Bucket": obj.bucket, "Key": key}
@@ -128,8 +197,8 @@ def _head(settings: Settings, obj: ObjectCreated) -> tuple[ObjectCreated, int] |
             raise
         found = ObjectCreated(bucket=obj.bucket, key=key, size=int(head.get("ContentLength", 0)),
                               etag=obj.etag or str(head.get("ETag", "")).strip('"'), version_id=obj.version_id,
-                              event_time=obj.event_time, sequencer=obj.sequencer)
-        return found, int(head.get("ContentLength", 0))
+                              event_time=obj.event_time, sequencer=obj.sequencer, requester=obj.requester)
+        return found, int(head.get("ContentLength", 0)), {k.lower(): v for k, v in (head.get("Metadata") or {}).items()}
     return None
 
 
@@ -187,7 +256,12 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
     if status == "Completed":
         report, problem = read_report(settings, "val", job)
         if report is not None:
-            put_metrics(settings, report_metrics(report), "validation")
+            metrics = report_metrics(report)
+            if not report["passed"]:
+                # A rejected file's drift is in its report; it must never raise the retrain alarm, which would
+                # retrain on data that does not contain it.
+                metrics.pop("DataDrift", None)
+            put_metrics(settings, metrics, "validation")
     else:
         problem = f"validation job {status.lower()}: {failure or 'no reason given'}"
     relative = key[len(settings.incoming_prefix):] if key.startswith(settings.incoming_prefix) else key
@@ -205,8 +279,14 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
                               f"newer upload of this name (version {newer.get('version_id')}) is already validated",
                               file=uri, job=job, details=details)
                 return {"status": "validated", "training": "not_requested", "superseded_by": newer.get("version_id")}
-            _copy(bucket, key, version, target)
+            _copy_once(bucket, key, version, target, identity=version or source.get("etag"))
             _keep_newest(ledger, source, target)
+            # What the training window counts (rows per validated file), committed with the verdict.
+            ledger.stage_state(VALIDATED_FILES, target, {"rows": int(report.get("rows") or 0), "job": job,
+                                                         "source_version": version, "file": uri})
+            if report.get("accepted_shift"):
+                details["accepted_shift"] = True
+            details["shifts"] = (report.get("shifts") or [])[:20]
             ledger.record(subject, "validated", report.get("summary") or "passed validation", file=uri, job=job,
                           details=details)
             request = request_training(settings, ledger, f"file:{uri}#{version or source.get('etag') or ''}",
@@ -252,7 +332,30 @@ def _keep_newest(ledger: Ledger, source: dict, target: str) -> None:
         return
     newest = ledger.get(*_newest_validated_key(source)) or {}
     if newest.get("write_order", "") > source["write_order"]:
-        _copy(source["bucket"], source["key"], newest.get("version_id"), target)
+        _copy_once(source["bucket"], source["key"], newest.get("version_id"), target, identity=newest.get("version_id"))
+
+
+SOURCE_VERSION = "source-version-id"  # S3 user metadata on a validated copy: which upload version it holds
+
+
+def _copy_once(bucket: str, key: str, version: str | None, target: str, *, identity: str | None) -> None:
+    """Copy an upload version to validated/, unless the target already holds it. A retried verdict must not
+    write the same data again: each copy is a new object version, and the training window's fingerprint
+    (key + version) would then call unchanged data new."""
+    s3 = clients.get("s3")
+    try:
+        held = s3.head_object(Bucket=bucket, Key=target).get("Metadata") or {}
+    except Exception as exc:  # noqa: BLE001
+        if not (clients.is_not_found(exc) or clients.error_code(exc) == "403"):
+            raise
+        held = {}
+    if identity and held.get(SOURCE_VERSION) == identity:
+        return
+    source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
+    head = s3.head_object(**source)
+    s3.copy_object(Bucket=bucket, Key=target, CopySource=source, MetadataDirective="REPLACE",
+                   ContentType=head.get("ContentType") or "binary/octet-stream",
+                   Metadata={**(head.get("Metadata") or {}), SOURCE_VERSION: identity or ""})
 
 
 def _copy(bucket: str, key: str, version: str | None, target: str, *, target_bucket: str | None = None) -> None:
@@ -318,15 +421,55 @@ def monitor_finished(settings: Settings, ledger: Ledger, job: str, status: str, 
     return {"status": "completed", "drift": drift}
 
 
+def ground_truth_finished(settings: Settings, ledger: Ledger, job: str, status: str, failure: str | None) -> dict:
+    """Labels joined with captures: publish the production model's quality on them, and send the labeled rows
+    through the normal path as an upload (`incoming/labeled/`), so they are validated and trained on."""
+    source = _source_of(settings, ledger, job)
+    if source is None:
+        reason = f"ground-truth job {job} finished ({status}) but the labels file it read is unknown"
+        ledger.record(f"job#{job}", "error", reason, job=job)
+        announce(settings, ledger, "Ground truth without a labels file", reason, {"job": job})
+        return {"status": "error", "reason": reason}
+    subject, uri = file_subject(source["bucket"], source["key"]), source.get("file")
+    report, problem = (read_report(settings, "gt", job) if status == "Completed"
+                       else (None, f"ground-truth job {status.lower()}: {failure or 'no reason given'}"))
+    if report is None or not report["passed"]:
+        reason = problem or (report or {}).get("summary") or "the labels could not be joined"
+        ledger.record(subject, "ground_truth_failed", reason, file=uri, job=job,
+                      details={"failures": ((report or {}).get("failures") or [])[:20]})
+        announce(settings, ledger, f"Labels not used: {posixpath.basename(source['key'])}",
+                 f"{uri}: {reason}. Nothing was trained on it.", {"file": uri, "job": job})
+        return {"status": "failed", "reason": reason}
+    quality = report.get("model_quality") or {}
+    if isinstance(quality.get("value"), (int, float)) and not isinstance(quality.get("value"), bool):
+        put_metrics(settings, {"ModelQuality": float(quality["value"])}, "ground truth")
+    relative = source["key"][len(settings.ground_truth_prefix):]
+    stem = posixpath.splitext(relative)[0]
+    labeled = f"{settings.labeled_prefix}{stem}-{job.rsplit('-', 1)[-1]}.csv"
+    # Lineage travels with the rows: the trigger records it when the labeled file comes back as an upload.
+    clients.get("s3").copy_object(
+        Bucket=settings.data_bucket, Key=labeled, ContentType="text/csv", MetadataDirective="REPLACE",
+        Metadata={"ground-truth-job": job, "labels-file": str(uri)[:1024]},
+        CopySource={"Bucket": settings.artifacts_bucket, "Key": jobs.joined_key(settings, job)})
+    ledger.record(subject, "ground_truth_joined", report.get("summary") or "labels joined with captured requests",
+                  file=uri, job=job, details={
+                      "labeled_rows": f"s3://{settings.data_bucket}/{labeled}", "matched": report.get("matched"),
+                      "unmatched": report.get("unmatched"), "model_quality": quality,
+                      "captures": (report.get("captures") or [])[:50]})
+    return {"status": "joined", "labeled": labeled, "model_quality": quality.get("value")}
+
+
 def processing_finished(settings: Settings, ledger: Ledger, job: str, status: str, failure: str | None) -> dict:
     kind = jobs.kind_of(settings, job)
-    if kind not in ("val", "mon"):
-        ledger.record(f"job#{job}", "ignored", "not a validation or monitoring job of this pipeline", job=job, ttl_days=30)
+    if kind not in ("val", "mon", "gt"):
+        ledger.record(f"job#{job}", "ignored", "not a validation, monitoring or ground-truth job of this pipeline",
+                      job=job, ttl_days=30)
         return {"status": "ignored"}
+    finished = {"val": validation_finished, "mon": monitor_finished, "gt": ground_truth_finished}[kind]
 
     def finish() -> dict:
         reason = _job_failure(job) or failure if status != "Completed" else failure
-        return (validation_finished if kind == "val" else monitor_finished)(settings, ledger, job, status, reason)
+        return finished(settings, ledger, job, status, reason)
 
     return once_per_job(ledger, job, status, finish)
 

@@ -9,6 +9,7 @@ makes the model invalid.
 from __future__ import annotations
 
 import hashlib
+import json
 import posixpath
 import tarfile
 from dataclasses import dataclass
@@ -27,6 +28,11 @@ class Pinned:
     tarball_sha256: str  # the S3 object itself, for the record
     version_id: str | None  # the S3 version of the tarball that was read
     files: int
+    metadata: dict | None = None  # metadata.json of the model, read on the way (the gate's paired metrics)
+
+
+METADATA_FILE = "metadata.json"
+_METADATA_LIMIT = 16 * 1024 * 1024
 
 
 def manifest_digest(file_hashes: dict[str, str]) -> str:
@@ -60,10 +66,12 @@ def _member_path(name: str) -> str:
     return path
 
 
-def digest_tarball(stream: IO[bytes]) -> tuple[str, str, int]:
-    """(model digest, sha256 of the tarball, number of files) of a gzip'd tar, read once as a stream."""
+def digest_tarball(stream: IO[bytes], keep: str | None = None) -> tuple[str, str, int, bytes | None]:
+    """(model digest, sha256 of the tarball, number of files, the bytes of member `keep`) of a gzip'd tar, read
+    once as a stream."""
     reader = _HashingReader(stream)
     hashes: dict[str, str] = {}
+    kept: bytes | None = None
     with tarfile.open(fileobj=reader, mode="r|gz") as archive:  # type: ignore[call-overload]
         for member in archive:
             path = _member_path(member.name)
@@ -72,12 +80,17 @@ def digest_tarball(stream: IO[bytes]) -> tuple[str, str, int]:
             if not member.isfile():
                 raise InvalidModel(f"tar member {member.name!r} is not a regular file ({member.type!r})")
             content = archive.extractfile(member)
-            sha = hashlib.sha256()
+            sha, chunks = hashlib.sha256(), []
+            keeping = path == keep and member.size <= _METADATA_LIMIT
             while chunk := content.read(_CHUNK):  # type: ignore[union-attr]
                 sha.update(chunk)
+                if keeping:
+                    chunks.append(chunk)
             hashes[path] = sha.hexdigest()  # a later member of the same name wins, as extraction would
+            if keeping:
+                kept = b"".join(chunks)
     reader.drain()
-    return manifest_digest(hashes), reader.sha256.hexdigest(), len(hashes)
+    return manifest_digest(hashes), reader.sha256.hexdigest(), len(hashes), kept
 
 
 def pin(s3: Any, model_data_url: str) -> Pinned:
@@ -87,9 +100,14 @@ def pin(s3: Any, model_data_url: str) -> Pinned:
     bucket, _, key = model_data_url[len("s3://"):].partition("/")
     response = s3.get_object(Bucket=bucket, Key=key)
     try:
-        digest, tarball_sha256, files = digest_tarball(response["Body"])
+        digest, tarball_sha256, files, metadata = digest_tarball(response["Body"], keep=METADATA_FILE)
     except (tarfile.TarError, EOFError, OSError) as exc:
         raise InvalidModel(f"{model_data_url} is not a readable gzip'd tar: {exc}") from exc
     finally:
         response["Body"].close()
-    return Pinned(digest=digest, tarball_sha256=tarball_sha256, version_id=response.get("VersionId"), files=files)
+    try:
+        parsed = json.loads(metadata) if metadata is not None else None
+    except ValueError:
+        parsed = None  # the gate then says the paired comparison is missing
+    return Pinned(digest=digest, tarball_sha256=tarball_sha256, version_id=response.get("VersionId"), files=files,
+                  metadata=parsed if isinstance(parsed, dict) else None)

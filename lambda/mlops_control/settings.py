@@ -73,6 +73,17 @@ class Settings:
     training_hyperparameters: Mapping[str, str] = field(default_factory=dict)
     # Blue/green baking period: the rollback alarms must be able to fire within it (checked at synth).
     deploy_bake_seconds: int = 600
+    # Columns whose shift (new categories, ranges, classes, nulls) fails validation instead of being reported.
+    strict_columns: tuple[str, ...] = ()
+    # The training window: newest validated files within this many days (0: any age) and, newest first, up to
+    # this many rows (0: no limit; the newest file is always included).
+    training_window_days: int = 0
+    training_window_max_rows: int = 0
+    # The gate compares champion and challenger on the new rows when there are at least this many, else on the
+    # whole test split.
+    gate_min_new_rows: int = 30
+    # SageMaker warm pools: keep the training instance this long for the next run (0: off).
+    training_keep_alive_seconds: int = 0
 
     # Prefixes the system itself writes in the data bucket: an event for them must never start anything.
     incoming_prefix: str = "incoming/"
@@ -80,6 +91,11 @@ class Settings:
     quarantine_prefix: str = "quarantine/"
     # In the artifacts bucket: the exact uploaded version each validation job reads, alone under its job's folder.
     validation_input_prefix: str = "validation-input/"
+    # Labels for captured requests (data bucket) and the copy each ground-truth job reads (artifacts bucket).
+    ground_truth_prefix: str = "ground-truth/"
+    labels_input_prefix: str = "labels-input/"
+    # Where the labeled rows a ground-truth job joined re-enter the pipeline as an upload (data bucket).
+    labeled_prefix: str = "incoming/labeled/"
 
     @property
     def variant_name(self) -> str:
@@ -134,6 +150,11 @@ class Settings:
             max_runtime_seconds=_int(env, "MAX_RUNTIME_SECONDS", 3600, minimum=1),
             training_hyperparameters={str(k): str(v) for k, v in hyperparameters.items()},
             deploy_bake_seconds=_int(env, "DEPLOY_BAKE_SECONDS", 600, minimum=0, maximum=3600),
+            strict_columns=tuple(c.strip() for c in env.get("STRICT_COLUMNS", "").split(",") if c.strip()),
+            training_window_days=_int(env, "TRAINING_WINDOW_DAYS", 0, minimum=0),
+            training_window_max_rows=_int(env, "TRAINING_WINDOW_MAX_ROWS", 0, minimum=0),
+            gate_min_new_rows=_int(env, "GATE_MIN_NEW_ROWS", 30, minimum=1),
+            training_keep_alive_seconds=_int(env, "TRAINING_KEEP_ALIVE_SECONDS", 0, minimum=0, maximum=3600),
         )
         if settings.serving_max_instances < settings.serving_min_instances:
             raise ConfigError("SERVING_MAX_INSTANCES must be >= SERVING_MIN_INSTANCES")

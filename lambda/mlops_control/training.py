@@ -15,6 +15,7 @@ reads the whole validated/ prefix when it starts, so it trains on the newest dat
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import time
 from dataclasses import dataclass
@@ -27,12 +28,12 @@ from .settings import Settings
 SLOT = ("pipeline", "training")
 _ATTEMPTS = 8
 _RUNNING = ("running_job", "running_since", "running_trigger", "running_reason", "running_started",
-            "start_lease_until", "running_after")
+            "start_lease_until", "running_after", "running_fingerprint")
 
 
 @dataclass(frozen=True)
 class TrainingRequest:
-    outcome: str  # started | already_started | coalesced
+    outcome: str  # started | already_started | coalesced | skipped (the window's data was trained on already)
     job: str
     reason: str
 
@@ -57,8 +58,9 @@ _FREE = ("attribute_not_exists(#running_job) OR (#running_started = :true AND #r
 
 
 def request_training(settings: Settings, ledger: Ledger, trigger: str, why: str, *, subject: str | None = None,
-                     file: str | None = None, now: float | None = None) -> TrainingRequest:
-    """Start a training run on the current validated data, or coalesce into the follow-up of the running one."""
+                     file: str | None = None, force: bool = False, now: float | None = None) -> TrainingRequest:
+    """Start a training run on the current validated data, or coalesce into the follow-up of the running one.
+    A run whose data (the window's files and versions) was trained on already is not started, unless `force`."""
     moment = time.time() if now is None else now
     job = jobs.job_name(settings, "train", "run", trigger)
     for _ in range(_ATTEMPTS):
@@ -69,12 +71,11 @@ def request_training(settings: Settings, ledger: Ledger, trigger: str, why: str,
             if not clients.is_conditional_failure(exc):
                 raise
         else:
-            _start(settings, ledger, job, why, trigger, file=file)
-            return TrainingRequest("started", job, why)
+            return _outcome(_start(settings, ledger, job, why, trigger, file=file, force=force), job, why)
         item = ledger.get(*SLOT) or {}
         if item.get("running_job") == job:
             # A redelivered request for the run it started: never reset what waits for its follow-up.
-            return _resume(settings, ledger, item, why, file=file)
+            return _resume(settings, ledger, item, why, file=file, force=force)
         try:
             item = ledger.update(*SLOT, set_values={
                 "pending": True, "pending_trigger": trigger, "pending_updated_at": now_iso(moment),
@@ -93,7 +94,12 @@ def request_training(settings: Settings, ledger: Ledger, trigger: str, why: str,
     raise RuntimeError("could not start or coalesce training: the training slot kept changing")
 
 
-def _resume(settings: Settings, ledger: Ledger, item: dict, why: str, *, file: str | None = None) -> TrainingRequest:
+def _outcome(decision: str, job: str, why: str) -> TrainingRequest:
+    return TrainingRequest("skipped" if decision == "training_skipped_same_data" else "started", job, why)
+
+
+def _resume(settings: Settings, ledger: Ledger, item: dict, why: str, *, file: str | None = None,
+            force: bool = False) -> TrainingRequest:
     """The slot is held by `job`, taken by an earlier delivery of the same request: start it if that delivery
     could not (or did not live to), else report it as started."""
     job = str(item["running_job"])
@@ -103,8 +109,8 @@ def _resume(settings: Settings, ledger: Ledger, item: dict, why: str, *, file: s
         ledger.record(f"job#{job}", "training_already_started", why, file=file, job=job,
                       details={"trigger": item.get("running_trigger")})
         return TrainingRequest("already_started", job, why)
-    _start(settings, ledger, job, why, str(item.get("running_trigger") or ""), file=file)
-    return TrainingRequest("started", job, why)
+    return _outcome(_start(settings, ledger, job, why, str(item.get("running_trigger") or ""), file=file, force=force),
+                    job, why)
 
 
 def finish_training(settings: Settings, ledger: Ledger, job: str, *, now: float | None = None) -> str | None:
@@ -116,8 +122,8 @@ def finish_training(settings: Settings, ledger: Ledger, job: str, *, now: float 
         item = ledger.get(*SLOT) or {}
         if item.get("running_job") != job:
             if item.get("running_job") and item.get("running_after") == job:
-                _resume(settings, ledger, item, str(item.get("running_reason") or f"follow-up of {job}"))
-                return str(item["running_job"])
+                resumed = _resume(settings, ledger, item, str(item.get("running_reason") or f"follow-up of {job}"))
+                return None if resumed.outcome == "skipped" else resumed.job
             return None
         if item.get("pending"):
             trigger = str(item.get("pending_trigger") or f"after:{job}")
@@ -132,8 +138,8 @@ def finish_training(settings: Settings, ledger: Ledger, job: str, *, now: float 
                 if not clients.is_conditional_failure(exc):
                     raise
                 continue
-            _start(settings, ledger, follow_up, why, trigger)
-            return follow_up
+            decision = _start(settings, ledger, follow_up, why, trigger)
+            return None if decision == "training_skipped_same_data" else follow_up
         try:
             ledger.update(*SLOT, set_values={"last_job": job, "last_finished_at": now_iso(moment)},
                           remove=_RUNNING,
@@ -146,18 +152,27 @@ def finish_training(settings: Settings, ledger: Ledger, job: str, *, now: float 
     raise RuntimeError(f"could not release the training slot held by {job}")
 
 
-def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str, *, file: str | None = None) -> None:
-    """CreateTrainingJob for the run holding the slot. On failure the slot stays with it (not started), so the
-    retried delivery starts it; only if no retry comes before its lease ends may another request take over."""
+def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str, *, file: str | None = None,
+           force: bool = False) -> str:
+    """CreateTrainingJob for the run holding the slot, on the training window's data as it is now. On failure
+    the slot stays with it (not started), so the retried delivery starts it; only if no retry comes before its
+    lease ends may another request take over. Returns the decision: training_started, training_already_started,
+    or training_skipped_same_data (a run was already made on exactly this data; the slot passes on)."""
     try:
-        inputs = snapshot_inputs(settings, job)
-        try:
-            clients.get("sagemaker").create_training_job(**jobs.training_request(settings, job, inputs))
-            outcome = "training_started"
-        except Exception as exc:  # noqa: BLE001
-            if not clients.is_already_exists(exc):
-                raise
-            outcome = "training_already_started"
+        snapshot = take_snapshot(settings, ledger)
+        same_as = None if force else same_data_as(ledger, snapshot.fingerprint, job)
+        if same_as is None:
+            write_snapshot(settings, job, snapshot)
+            champion = ledger.get(*PRODUCTION)
+            try:
+                clients.get("sagemaker").create_training_job(**jobs.training_request(settings, job, snapshot, champion))
+                outcome = "training_started"
+            except Exception as exc:  # noqa: BLE001
+                if not clients.is_already_exists(exc):
+                    raise
+                outcome = "training_already_started"
+            # Only a run that exists makes this data "trained on" (a retry of this request finds it under its name).
+            _remember_fingerprint(ledger, snapshot.fingerprint, job)
     except Exception:
         # End our start lease at once (the slot stays with this run, pending kept): the retried delivery starts
         # this very job; a different request arriving first may take the slot over with a run of its own, which
@@ -170,41 +185,145 @@ def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str,
             if not clients.is_conditional_failure(release_exc):
                 raise
         raise
+    if same_as is not None:
+        ledger.record(f"job#{job}", "training_skipped_same_data",
+                      f"{why}: not started, the training window holds exactly the data {same_as} was trained on "
+                      f"(fingerprint {snapshot.fingerprint[:12]})", file=file, job=job,
+                      details={"trigger": trigger, "fingerprint": snapshot.fingerprint, "same_as": same_as})
+        _pass_on(settings, ledger, job)
+        return "training_skipped_same_data"
     try:
-        ledger.update(*SLOT, set_values={"running_started": True}, remove=("start_lease_until",),
-                      condition="#running_job = :job", condition_values={":job": job})
+        ledger.update(*SLOT, set_values={"running_started": True, "running_fingerprint": snapshot.fingerprint},
+                      remove=("start_lease_until",), condition="#running_job = :job", condition_values={":job": job})
     except Exception as exc:  # noqa: BLE001 - our start outlived its lease and another run took the slot: both run
         if not clients.is_conditional_failure(exc):
             raise
-    ledger.record(f"job#{job}", outcome, why, file=file, job=job,
-                  details={"trigger": trigger, "inputs": len(inputs),
-                           "data": f"s3://{settings.data_bucket}/{settings.validated_prefix}"})
+    ledger.record(f"job#{job}", outcome, why, file=file, job=job, details={
+        "trigger": trigger, "inputs": len(snapshot.inputs), "rows": snapshot.rows, "fingerprint": snapshot.fingerprint,
+        "window": snapshot.window, "champion": (champion or {}).get("training_job"),
+        "data": f"s3://{settings.data_bucket}/{settings.validated_prefix}"})
+    return outcome
 
 
-def snapshot_inputs(settings: Settings, job: str) -> list[dict[str, Any]]:
-    """Lineage: the validated objects (key, version, etag) present when the run starts, kept next to the model."""
+def _remember_fingerprint(ledger: Ledger, fingerprint: str, job: str) -> None:
+    try:
+        ledger.update(*fingerprint_key(fingerprint), set_values={"job": job, "at": now_iso()},
+                      condition="attribute_not_exists(#job) OR #job = :job", condition_values={":job": job})
+    except Exception as exc:  # noqa: BLE001 - another run holds this fingerprint: same_data_as saw it first
+        if not clients.is_conditional_failure(exc):
+            raise
+
+
+def _pass_on(settings: Settings, ledger: Ledger, job: str) -> None:
+    """The run holding the slot will not run: hand the slot on as its completion would (follow-up or free)."""
+    ledger.update(*SLOT, set_values={"running_started": True}, remove=("start_lease_until",),
+                  condition="#running_job = :job", condition_values={":job": job})
+    finish_training(settings, ledger, job)
+
+
+# -- the training window and its fingerprint -------------------------------------------------------------------
+def fingerprint_key(fingerprint: str) -> tuple[str, str]:
+    """The ledger item naming the run made on this exact data."""
+    return "fingerprint", fingerprint
+
+
+VALIDATED_FILES = "validated-files"  # pk of the rows each validated file holds (sk: its key under validated/)
+PRODUCTION = ("pipeline", "production")
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """The validated files a run reads (newest first, after the window), with their versions: what it trains on."""
+
+    inputs: list[dict[str, Any]]
+    fingerprint: str
+    rows: int | None  # None when a selected file's row count is not known
+    window: dict[str, Any]
+    left_out: int = 0
+
+
+def take_snapshot(settings: Settings, ledger: Ledger, now: float | None = None) -> Snapshot:
+    moment = time.time() if now is None else now
     s3 = clients.get("s3")
-    inputs: list[dict[str, Any]] = []
+    listed: list[dict[str, Any]] = []
     kwargs = {"Bucket": settings.data_bucket, "Prefix": settings.validated_prefix}
     while True:
         page = s3.list_object_versions(**kwargs)
         for version in page.get("Versions", []):
-            if version.get("IsLatest"):
-                inputs.append({"uri": f"s3://{settings.data_bucket}/{version['Key']}",
+            if version.get("IsLatest") and not version["Key"].endswith("/"):
+                modified = version.get("LastModified")
+                listed.append({"uri": f"s3://{settings.data_bucket}/{version['Key']}", "key": version["Key"],
                                "version": version.get("VersionId"), "etag": str(version.get("ETag", "")).strip('"'),
-                               "size": version.get("Size")})
+                               "size": version.get("Size"),
+                               "modified": modified.timestamp() if hasattr(modified, "timestamp") else None})
         if not page.get("IsTruncated"):
             break
         kwargs.update(KeyMarker=page.get("NextKeyMarker"), VersionIdMarker=page.get("NextVersionIdMarker"))
-    s3.put_object(Bucket=settings.artifacts_bucket, Key=f"models/{job}/inputs.json",
-                  Body=json.dumps({"training_job": job, "inputs": inputs}, indent=1).encode(),
-                  ContentType="application/json", ServerSideEncryption="aws:kms", SSEKMSKeyId=settings.kms_key_arn)
-    return inputs
+    rows = validated_rows(ledger) if listed else {}
+    return select_window(listed, rows, settings.training_window_days, settings.training_window_max_rows, moment)
 
 
-def has_validated_data(settings: Settings) -> bool:
-    page = clients.get("s3").list_objects_v2(Bucket=settings.data_bucket, Prefix=settings.validated_prefix, MaxKeys=1)
-    return bool(page.get("KeyCount") or page.get("Contents"))
+def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int, max_rows: int,
+                  now: float) -> Snapshot:
+    """Newest first: files within `days` (0: any age), then up to `max_rows` rows (0: no limit). The newest
+    file is always in, so a window never starves a run; a file whose row count is unknown counts as 0 rows."""
+    newest_first = sorted(listed, key=lambda i: (i.get("modified") or 0, i["key"]), reverse=True)
+    chosen: list[dict[str, Any]] = []
+    total, known = 0, True
+    for item in newest_first:
+        if days and chosen and (item.get("modified") or 0) < now - days * 86400:
+            break
+        count = rows.get(item["key"])
+        known &= count is not None
+        if max_rows and chosen and total + (count or 0) > max_rows:
+            break
+        chosen.append({k: v for k, v in item.items() if k != "modified"} | {"rows": count})
+        total += count or 0
+    lines = sorted(f"{i['key']}\x1f{i.get('version') or i.get('etag') or ''}" for i in chosen)
+    fingerprint = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    window = {"days": days or None, "max_rows": max_rows or None, "files": len(chosen), "of": len(listed)}
+    return Snapshot(chosen, fingerprint, total if known else None, window, left_out=len(listed) - len(chosen))
+
+
+def validated_rows(ledger: Ledger) -> dict[str, int]:
+    """Rows per validated key, as validation counted them."""
+    counts, kwargs = {}, {"TableName": ledger.table, "KeyConditionExpression": "pk = :p",
+                          "ExpressionAttributeValues": {":p": {"S": VALIDATED_FILES}},
+                          "ProjectionExpression": "sk, #r", "ExpressionAttributeNames": {"#r": "rows"}}
+    while True:
+        page = ledger.client.query(**kwargs)
+        for item in page.get("Items", []):
+            if "rows" in item:
+                counts[item["sk"]["S"]] = int(item["rows"]["N"])
+        if "LastEvaluatedKey" not in page:
+            return counts
+        kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
+
+
+def write_snapshot(settings: Settings, job: str, snapshot: Snapshot) -> None:
+    """inputs.json (lineage: files, versions, fingerprint, window) and the run's manifest, next to its model."""
+    s3 = clients.get("s3")
+    encryption = {"ServerSideEncryption": "aws:kms", "SSEKMSKeyId": settings.kms_key_arn}
+    s3.put_object(Bucket=settings.artifacts_bucket, Key=f"models/{job}/inputs.json", ContentType="application/json",
+                  Body=json.dumps({"training_job": job, "inputs": snapshot.inputs, "fingerprint": snapshot.fingerprint,
+                                   "rows": snapshot.rows, "window": snapshot.window}, indent=1).encode(), **encryption)
+    prefix = settings.validated_prefix
+    manifest = [{"prefix": f"s3://{settings.data_bucket}/{prefix}"},
+                *(i["key"][len(prefix):] for i in snapshot.inputs)]
+    s3.put_object(Bucket=settings.artifacts_bucket, Key=jobs.manifest_key(job), ContentType="application/json",
+                  Body=json.dumps(manifest).encode(), **encryption)
+
+
+def same_data_as(ledger: Ledger, fingerprint: str, job: str | None = None) -> str | None:
+    """The run (production's, the running one, or any run made) that trained on exactly this data, if any."""
+    production = ledger.get(*PRODUCTION) or {}
+    if production.get("fingerprint") == fingerprint:
+        return str(production.get("training_job"))
+    slot = ledger.get(*SLOT) or {}
+    if slot.get("running_fingerprint") == fingerprint and slot.get("running_job") != job:
+        return str(slot.get("running_job"))
+    made = (ledger.get(*fingerprint_key(fingerprint)) or {}).get("job")
+    return str(made) if made and made != job else None
 
 
 # -- retrain (drift alarm / manual) ------------------------------------------------------------------
@@ -236,16 +355,17 @@ def retrain(settings: Settings, ledger: Ledger, source: str, alarm: str | None, 
                    f"(trigger: {reason})")
             ledger.record(subject, "retrain_skipped_cooldown", why, ttl_days=30)
             return {"status": "cooldown", "reason": why}
-    else:
-        ledger.update(*RETRAIN, set_values={"last_retrain_at": int(moment), "last_reason": reason, "source": source,
-                                            "last_request": identity})
-    if not has_validated_data(settings):
+    snapshot = take_snapshot(settings, ledger, moment)
+    if not snapshot.inputs:
         why = f"no validated data under s3://{settings.data_bucket}/{settings.validated_prefix} to retrain on"
         ledger.record(subject, "retrain_skipped", why)
         return {"status": "no_data", "reason": why}
+    same_as = None if force else same_data_as(ledger, snapshot.fingerprint)
+    if same_as is not None:
+        return _no_new_data(settings, ledger, subject, source, reason, same_as, snapshot)
     try:
         request = request_training(settings, ledger, f"retrain:{identity}",
-                                   f"retrain ({source}): {reason}", subject=subject, now=moment)
+                                   f"retrain ({source}): {reason}", subject=subject, force=force, now=moment)
         ledger.record(subject, "retrain_requested", f"{reason}; training {request.outcome} ({request.job})",
                       job=request.job)
     except Exception:
@@ -258,3 +378,26 @@ def retrain(settings: Settings, ledger: Ledger, source: str, alarm: str | None, 
                 raise
         raise
     return {"status": request.outcome, "job": request.job}
+
+
+def _no_new_data(settings: Settings, ledger: Ledger, subject: str, source: str, reason: str, same_as: str,
+                 snapshot: Snapshot) -> dict:
+    """A retrain on the data a model was already trained on would only make that model again. Say what would
+    help instead: labels for the requests the drift was seen in."""
+    why = (f"retrain ({source}) not started: the training window holds exactly the data {same_as} was trained on "
+           f"(fingerprint {snapshot.fingerprint[:12]}, {len(snapshot.inputs)} file(s)); drift alone needs new "
+           f"labeled data. Trigger: {reason}")
+    ledger.record(subject, "retrain_skipped_no_new_data", why,
+                  details={"fingerprint": snapshot.fingerprint, "same_as": same_as, "window": snapshot.window})
+    if source == "alarm":
+        from .notify import announce
+
+        announce(settings, ledger, "Drift seen: labeled data needed",
+                 f"{why}\n\nTo retrain on the new distribution, label recent requests: download the captures "
+                 f"(aws s3 sync s3://{settings.artifacts_bucket}/datacapture/{settings.endpoint_name}/ captures/), "
+                 "list them with `python -m ml_pipeline.captures captures/ --out to-label.csv`, add the target "
+                 f"column {settings.target_column!r}, and upload the file under "
+                 f"s3://{settings.data_bucket}/{settings.ground_truth_prefix}. Or upload newly labeled data under "
+                 f"s3://{settings.data_bucket}/{settings.incoming_prefix}.",
+                 {"fingerprint": snapshot.fingerprint, "same_as": same_as})
+    return {"status": "no_new_data", "same_as": same_as}

@@ -75,7 +75,7 @@ def write_model_dir(directory: Path, frame, target: str = TARGET, task: str = "a
     from ml_pipeline.pipelines.evaluation import nodes as evaluation
     from ml_pipeline.pipelines.training import nodes as training
 
-    cleaned = processing.clean_data(frame, target)
+    cleaned, _ = processing.clean_data(frame, target)
     schema = processing.infer_schema(cleaned, target, task)
     model_input = processing.prepare_model_input(cleaned, schema)
     train, test, validation = processing.split_data(model_input, {"train": 0.7, "test": 0.2, "validation": 0.1}, 1)

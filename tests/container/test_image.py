@@ -155,9 +155,9 @@ def trained(image, containers, tmp_path_factory):
 
 def test_entrypoints_are_on_path(image):
     result = _docker("run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
-                     "for c in train serve validate monitor; do command -v $c || exit 1; done", timeout=120)
+                     "for c in train serve validate monitor join-labels; do command -v $c || exit 1; done", timeout=120)
     assert result.returncode == 0, f"not every entrypoint is on PATH:\n{result.stdout}{result.stderr}"
-    assert len(result.stdout.split()) == 4
+    assert len(result.stdout.split()) == 5
 
 
 def test_train_writes_the_model_directory(trained):
@@ -212,6 +212,33 @@ def test_train_rejects_a_bad_dataset(image, containers, tmp_path, case, files, h
     assert re.search(reason_pattern, reason), f"{case}: the failure reason does not say what is wrong: {reason!r}"
     assert "Traceback" not in reason, f"{case}: the failure reason is a traceback, not a readable reason"
     assert not (opt_ml / "model" / "model.joblib").exists()
+
+
+def test_train_scores_the_pinned_champion_channel(image, containers, tmp_path, trained):
+    """The training job as the Lambda starts it after the first model: ManifestFile keys under the train channel,
+    the production model.tar.gz as channel `champion`, its pin as hyperparameter champion_sha256."""
+    from ml_pipeline.serving.integrity import model_digest
+
+    pin = model_digest(trained["model"])
+    new = _sample_data(tmp_path / "new.csv", rows=600, seed=16, drift=True)
+    opt_ml = _opt_ml(tmp_path, {}, {**HYPERPARAMETERS, "champion_sha256": pin})
+    train = opt_ml / "input" / "data" / "train"
+    for key, source in (("2026/05/01/churn.csv", trained["data"]), ("2026/05/02/new.csv", new)):
+        (train / key).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, train / key)
+    champion = opt_ml / "input" / "data" / "champion"
+    champion.mkdir()
+    with tarfile.open(champion / "model.tar.gz", "w:gz") as archive:
+        for path in sorted(trained["model"].iterdir()):
+            archive.add(path, arcname=path.name)
+    _world_writable(opt_ml)
+    result = _train(image, containers, opt_ml)
+    failure = opt_ml / "output" / "failure"
+    assert result.returncode == 0, (failure.read_text() if failure.exists() else "") + result.stderr[-3000:]
+    comparison = json.loads((opt_ml / "model" / "metadata.json").read_text())["comparison"]
+    assert comparison["champion"]["scored"] is True and comparison["champion"]["sha256"] == pin
+    assert comparison["new"]["files"] == ["2026/05/02/new.csv"] and 0 < comparison["new"]["rows"] < 420
+    assert re.search(rf"comparison:new_rows={comparison['new']['rows']}\b", result.stdout)
 
 
 def _free_port() -> int:
@@ -332,7 +359,8 @@ def test_serve_stops_gracefully_on_sigterm(endpoint):
     assert exit_code != 137 and elapsed < 20, f"serve ignored SIGTERM: exit {exit_code} after {elapsed:.1f}s"
 
 
-def _processing(image: str, containers: Containers, root: Path, data: Path, model_tarball: Path | None) -> tuple:
+def _processing(image: str, containers: Containers, root: Path, data: Path, model_tarball: Path | None,
+                env: dict[str, str] | None = None) -> tuple:
     """A validation Processing job: ContainerEntrypoint=["validate"], inputs and output mounted."""
     processing = root / "opt" / "ml" / "processing"
     data_dir = processing / "input" / "data"
@@ -351,7 +379,8 @@ def _processing(image: str, containers: Containers, root: Path, data: Path, mode
     _world_writable(root / "opt")
     result = _docker("run", "--rm", "--name", containers.new_name("validate"), "--label", CONTAINER_LABEL,
                      "--network", "none", "--entrypoint", "validate",
-                     "-e", f"TARGET_COLUMN={TARGET}", "-e", "TASK=auto", *mounts, image)
+                     "-e", f"TARGET_COLUMN={TARGET}", "-e", "TASK=auto",
+                     *[f"--env={name}={value}" for name, value in (env or {}).items()], *mounts, image)
     message = output_dir / "message"
     assert result.returncode == 0, (
         f"validate exited {result.returncode}\nmessage: {message.read_text() if message.exists() else '(none)'}\n"
@@ -391,7 +420,7 @@ def test_validate_reports_drift(image, containers, tmp_path, model_tarball):
     assert set(drifted["drift"]["features"]) >= {"tenure_months", "contract"}
 
 
-def test_validate_fails_bad_data_with_reasons_and_exit_zero(image, containers, tmp_path, model_tarball):
+def test_validate_reports_shift_fails_strict_columns_and_exit_zero(image, containers, tmp_path, model_tarball):
     data = _sample_data(tmp_path / "clean.csv", rows=400, seed=14)
     lines = data.read_text().splitlines()
     header = lines[0].split(",")
@@ -403,10 +432,76 @@ def test_validate_fails_bad_data_with_reasons_and_exit_zero(image, containers, t
             values[age] = "400"  # outside any range the reference data has
             values[contract] = "lifetime"  # a category the model has never seen
         corrupted.append(",".join(values))
-    bad = tmp_path / "bad.csv"
-    bad.write_text("\n".join(corrupted) + "\n")
-    report, _ = _processing(image, containers, tmp_path, bad, model_tarball)
+    shifted = tmp_path / "shifted.csv"
+    shifted.write_text("\n".join(corrupted) + "\n")
+    report, _ = _processing(image, containers, tmp_path / "default", shifted, model_tarball)
+    assert report["passed"] is True, report.get("summary")  # shift is data, reported
+    assert {shift["column"] for shift in report["shifts"]} >= {"customer_age", "contract"}, report["shifts"]
+    report, _ = _processing(image, containers, tmp_path / "strict", shifted, model_tarball,
+                            {"STRICT_COLUMNS": "customer_age,contract", "ACCEPT_SHIFT": "0"})
     assert report["passed"] is False, report.get("summary")
     failed_columns = {failure["column"] for failure in report["failures"]}
     assert {"customer_age", "contract"} <= failed_columns, report["failures"]
     assert report["summary"]
+
+
+def _capture_line(event_id: str, body: str, inference_id: str | None) -> str:
+    metadata = {"eventId": event_id, "inferenceTime": "2026-05-01T10:00:00Z"}
+    if inference_id:
+        metadata["inferenceId"] = inference_id
+    return json.dumps({"captureData": {
+        "endpointInput": {"observedContentType": "text/csv", "mode": "INPUT", "data": body, "encoding": "CSV"},
+        "endpointOutput": {"observedContentType": "text/csv", "mode": "OUTPUT", "data": "no\n", "encoding": "CSV"}},
+        "eventMetadata": metadata, "eventVersion": "0"}) + "\n"
+
+
+def test_join_labels_as_a_ground_truth_processing_job(image, containers, tmp_path, trained, model_tarball):
+    """ContainerEntrypoint=["join-labels"]: labels + captures + the pinned model → labeled.csv and the report."""
+    data = _sample_data(tmp_path / "captured.csv", rows=60, seed=15)
+    header, rows = _feature_rows(data, 60)
+    with data.open(newline="") as handle:
+        truth = [row[TARGET] for row in csv.DictReader(handle)]
+    processing = tmp_path / "opt" / "ml" / "processing"
+    inputs = {name: processing / "input" / name for name in ("labels", "capture", "model")}
+    outputs = {name: processing / "output" / name for name in ("joined", "report")}
+    output_dir = tmp_path / "opt" / "ml" / "output"
+    for directory in (*inputs.values(), *outputs.values(), output_dir):
+        directory.mkdir(parents=True, exist_ok=True)
+    # 30 requests of two rows; odd ones carry the caller's inference id, even ones are joined on the eventId
+    captured = [_capture_line(f"evt-{i}", _csv_line(rows[2 * i]).decode() + _csv_line(rows[2 * i + 1]).decode(),
+                              f"inf-{i}" if i % 2 else None) for i in range(30)]
+    (inputs["capture"] / "capture.jsonl").write_text("".join(captured))
+    labels = ["inference_id,row,churn"] + [f"{'inf' if (i // 2) % 2 else 'evt'}-{i // 2},{i % 2},{truth[i]}"
+                                           for i in range(60)] + ["unknown,0,yes"]
+    (inputs["labels"] / "labels.csv").write_text("\n".join(labels) + "\n")
+    shutil.copyfile(model_tarball, inputs["model"] / "model.tar.gz")
+    _world_writable(tmp_path / "opt")
+    from ml_pipeline.serving.integrity import model_digest
+
+    mounts = [arg for name, path in {**inputs, **outputs}.items()
+              for arg in ("-v", f"{path}:/opt/ml/processing/{'input' if name in inputs else 'output'}/{name}")]
+    result = _docker("run", "--rm", "--name", containers.new_name("join-labels"), "--label", CONTAINER_LABEL,
+                     "--network", "none", "--entrypoint", "join-labels", "-e", f"TARGET_COLUMN={TARGET}",
+                     "-e", "TASK=auto", "-e", "GATE_METRIC=roc_auc", "-e", f"MODEL_SHA256={model_digest(trained['model'])}",
+                     *mounts, "-v", f"{output_dir}:/opt/ml/output", image)
+    message = output_dir / "message"
+    assert result.returncode == 0, (
+        f"join-labels exited {result.returncode}\nmessage: {message.read_text() if message.exists() else '(none)'}\n"
+        f"stderr:\n{result.stderr[-3000:]}")
+    report = json.loads((outputs["report"] / "report.json").read_text())
+    assert (report["kind"], report["passed"], report["labels"], report["matched"], report["unmatched"]) == (
+        "ground_truth", True, 61, 60, 1)
+    assert report["model_quality"]["metric"] == "roc_auc" and report["model_quality"]["rows"] == 60
+    # the production model's own score on these rows, computed here from its predictions
+    joblib = pytest.importorskip("joblib")
+    metrics = pytest.importorskip("sklearn.metrics")
+    from ml_pipeline import schema, tabular
+
+    metadata = json.loads((trained["model"] / "metadata.json").read_text())
+    x = schema.coerce_features(tabular.read_table(data), metadata["features"])
+    proba = joblib.load(trained["model"] / "model.joblib").predict_proba(x)[:, 1]
+    expected = metrics.roc_auc_score([label == "yes" for label in truth], proba)
+    assert report["model_quality"]["value"] == pytest.approx(expected)
+    with (outputs["joined"] / "labeled.csv").open(newline="") as handle:
+        joined = list(csv.DictReader(handle))
+    assert len(joined) == 60 and [row[TARGET] for row in joined] == truth

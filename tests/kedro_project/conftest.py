@@ -28,7 +28,7 @@ def raw_frame():
 @pytest.fixture(scope="session")
 def processed(raw_frame):
     """The data_processing outputs, computed once by calling the nodes."""
-    cleaned = processing.clean_data(raw_frame, "churn")
+    cleaned, _ = processing.clean_data(raw_frame, "churn")
     schema = processing.infer_schema(cleaned, "churn", "auto")
     model_input = processing.prepare_model_input(cleaned, schema)
     train, test, validation = processing.split_data(model_input, SPLIT, 42)

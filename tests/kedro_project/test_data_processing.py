@@ -11,7 +11,7 @@ from ml_pipeline.schema import coerce_features, infer_task
 
 def test_clean_data_drops_rows_without_target_and_turns_infinities_into_missing():
     raw = pd.DataFrame({"x": [1.0, np.inf, 3.0, 4.0], "c": ["a", "b", None, "a"], "y": ["p", "q", None, "p"]})
-    cleaned = nodes.clean_data(raw, "y")
+    cleaned, _ = nodes.clean_data(raw, "y")
     assert len(cleaned) == 3
     assert cleaned["x"].isna().sum() == 1
 

@@ -5,14 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
-from kedro.config import OmegaConfigLoader
 from kedro.framework.project import configure_project, find_pipelines
-from kedro.io import DataCatalog, MemoryDataset
-from kedro.runner import SequentialRunner
 from sklearn.pipeline import Pipeline
 
-from ml_pipeline import paths, sample_data
+from ml_pipeline import sample_data
 from ml_pipeline.jsonutil import to_jsonable
+
+from pipeline_support import catalog_with, project_parameters, run
 
 
 @pytest.fixture(scope="module")
@@ -23,43 +22,17 @@ def pipelines():
 
 @pytest.fixture(scope="module")
 def parameters():
-    loader = OmegaConfigLoader(str(paths.project_path() / "conf"), base_env="base", default_run_env="local")
-    params = loader["parameters"]
-    params["training"]["estimator"]["max_iter"] = 40
-    params["evaluation"].update({"importance_repeats": 2, "plot_max_rows": 500})
-    return params
+    return project_parameters()
 
 
-class KeptDataset(MemoryDataset):
-    """A MemoryDataset the runner cannot release, so the test can inspect intermediate results."""
-
-    def _release(self) -> None:
-        pass
-
-
-def _catalog(parameters: dict, **datasets) -> DataCatalog:
-    catalog = DataCatalog({name: KeptDataset(value) for name, value in datasets.items()})
-    for key, value in parameters.items():
-        catalog[f"params:{key}"] = value
-    return catalog
-
-
-def _run(pipeline, catalog: DataCatalog) -> DataCatalog:
-    for name in pipeline.datasets():
-        if name not in catalog and not name.startswith("params:"):
-            catalog[name] = KeptDataset(copy_mode="assign")
-    SequentialRunner().run(pipeline, catalog)
-    return catalog
-
-
-def test_the_five_pipelines_are_registered(pipelines):
-    assert {"data_validation", "data_processing", "training", "evaluation", "monitoring"} <= set(pipelines)
+def test_the_six_pipelines_are_registered(pipelines):
+    assert {"data_validation", "data_processing", "training", "evaluation", "monitoring", "ground_truth"} <= set(pipelines)
 
 
 @pytest.fixture(scope="module")
 def trained_catalog(pipelines, parameters):
-    catalog = _catalog(parameters, raw_data=sample_data.generate(800, seed=41))
-    return _run(pipelines["data_processing"] + pipelines["training"] + pipelines["evaluation"], catalog)
+    catalog = catalog_with(parameters, raw_data=sample_data.generate(800, seed=41), champion_model=None)
+    return run(pipelines["data_processing"] + pipelines["training"] + pipelines["evaluation"], catalog)
 
 
 def test_data_processing_training_evaluation(trained_catalog):
@@ -69,12 +42,15 @@ def test_data_processing_training_evaluation(trained_catalog):
     assert (len(trained_catalog.load("train_set")), len(trained_catalog.load("test_set")),
             len(trained_catalog.load("validation_set"))) == (560, 160, 80)
     assert trained_catalog.load("evaluation_report").startswith("<!doctype html>")
+    # no production model: the comparison holds the challenger's test metrics and says why there is no champion
+    assert metadata["comparison"] == {"champion": {"scored": False, "reason": "no production model"},
+                                      "test": {"rows": 160, "challenger": metadata["metrics"]["test"]}}
 
 
 def test_data_validation_pipeline(pipelines, parameters, trained_catalog, tmp_path):
     path = tmp_path / "new.csv"
     sample_data.generate(300, seed=42).to_csv(path, index=False)
-    catalog = _run(pipelines["data_validation"], _catalog(
+    catalog = run(pipelines["data_validation"], catalog_with(
         parameters, new_data_files=[str(path)], production_model=trained_catalog.load("model_metadata")))
     report = catalog.load("validation_report")
     assert report["passed"] is True and report["reference"] == "production-model"
@@ -85,7 +61,7 @@ def test_monitoring_pipeline(pipelines, parameters, trained_catalog):
     rows = sample_data.generate(40, seed=43).drop(columns="churn").fillna("")
     records = [{"captureData": {"endpointInput": {"observedContentType": "text/csv", "encoding": "CSV", "mode": "INPUT",
                                                   "data": ",".join(map(str, row))}}} for row in rows.itertuples(index=False)]
-    catalog = _run(pipelines["monitoring"], _catalog(parameters, captured_records=records,
+    catalog = run(pipelines["monitoring"], catalog_with(parameters, captured_records=records,
                                                      production_model=trained_catalog.load("model_metadata")))
     report = catalog.load("monitoring_report")
     assert report["kind"] == "monitor" and report["rows"] == 40 and report["records_unreadable"] == 0

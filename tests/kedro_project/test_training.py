@@ -42,7 +42,7 @@ def test_randomised_search_with_k_fold_cv(processed):
 
 def test_regression_target(raw_frame):
     frame = raw_frame.drop(columns="churn").assign(spend=raw_frame["monthly_charges"].fillna(60) * 3 + 1.5)
-    cleaned = processing.clean_data(frame.drop(columns="monthly_charges"), "spend")
+    cleaned, _ = processing.clean_data(frame.drop(columns="monthly_charges"), "spend")
     schema = processing.infer_schema(cleaned, "spend", "auto")
     assert schema["task"] == "regression" and schema["classes"] is None
     train, _, _ = processing.split_data(processing.prepare_model_input(cleaned, schema), SPLIT, 1)

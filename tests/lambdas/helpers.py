@@ -122,7 +122,7 @@ class Aws:
         return {"key": key, "size": len(body), "etag": response["ETag"].strip('"'), "version": response.get("VersionId")}
 
     def put_report(self, kind: str, job: str, report: dict, html: bool = True) -> None:
-        folder = {"val": "validation", "mon": "monitor"}[kind]
+        folder = {"val": "validation", "mon": "monitor", "gt": "ground-truth"}[kind]
         self.s3.put_object(Bucket=ARTIFACTS, Key=f"reports/{folder}/{job}/report.json", Body=json.dumps(report).encode())
         if html:
             self.s3.put_object(Bucket=ARTIFACTS, Key=f"reports/{folder}/{job}/report.html", Body=b"<html>report</html>")
@@ -170,6 +170,15 @@ def model_tarball(files: dict[str, bytes]) -> bytes:
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
+
+
+def request_with_new_data(aws: "Aws", settings: Any, ledger: Any, name: str, why: str | None = None, **kwargs: Any):
+    """A training request as the control plane makes one: after a new file was validated (the same data twice
+    would not train again)."""
+    from mlops_control.training import request_training
+
+    aws.upload(f"validated/{name}.csv")
+    return request_training(settings, ledger, f"file:{name}", why or name, **kwargs)
 
 
 # -- event shapes (as AWS sends them) ------------------------------------------------------------------

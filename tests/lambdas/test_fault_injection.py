@@ -38,9 +38,10 @@ def baseline():
 def test_the_fault_free_story_ends_as_designed(baseline):
     counts, outcome = baseline
     assert not outcome.dead_letters and outcome.failed_attempts == 0, dumps(outcome)
-    assert outcome.file_answers == {"s3://mlops-test-data-123456789012-us-east-1/incoming/a.csv": ["validated"],
-                                    "s3://mlops-test-data-123456789012-us-east-1/incoming/b.csv": ["validated"],
-                                    "s3://mlops-test-data-123456789012-us-east-1/incoming/c.csv": ["quarantined"]}
+    assert outcome.file_answers == {f"s3://mlops-test-data-123456789012-us-east-1/incoming/{name}.csv": [answer]
+                                    for name, answer in (("a", "validated"), ("b", "validated"), ("c", "quarantined"),
+                                                         ("d", "validated"))}
+    assert outcome.outcomes["retrain_skipped_no_new_data"] == 1 and outcome.outcomes["retrain_requested"] == 0
     assert outcome.outcomes["training_coalesced"] == 1 and outcome.training_jobs == 3
     assert outcome.outcomes["deployed"] == 2 and outcome.outcomes["rolled_back"] == 1
     assert outcome.production_job == "<follow_up>" and outcome.production_after_deploy == "done"

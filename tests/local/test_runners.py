@@ -218,3 +218,29 @@ def test_data_capture_and_endpoint_metrics():
     assert capture["endpointOutput"]["mode"] == "OUTPUT" and capture["endpointOutput"]["data"].endswith("|1,2\n")
     assert out["capture"]["eventVersion"] == "0" and "eventId" in out["capture"]["eventMetadata"]
     assert {"Invocations", "Invocation4XXErrors", "Invocation5XXErrors", "ModelLatency"} <= set(out["metrics"])
+
+
+def test_a_manifest_channel_downloads_exactly_the_listed_objects(tmp_path):
+    """The training window reaches a run as a ManifestFile channel; the runner lays out what SageMaker would."""
+    import types
+
+    import boto3
+    from moto import mock_aws
+
+    from local.jobs import JobRunner
+
+    with mock_aws():
+        s3 = boto3.client("s3", region_name="us-east-1")
+        s3.create_bucket(Bucket="data")
+        s3.create_bucket(Bucket="art")
+        for key in ("validated/a.csv", "validated/sub/b.csv", "validated/left-out.csv"):
+            s3.put_object(Bucket="data", Key=key, Body=key.encode())
+        s3.put_object(Bucket="art", Key="models/j/manifest.json",
+                      Body=json.dumps([{"prefix": "s3://data/validated/"}, "a.csv", "sub/b.csv"]).encode())
+        runner = types.SimpleNamespace(_s3=s3)
+        runner._download_manifest = functools.partial(JobRunner._download_manifest, runner)
+        keys = JobRunner._download(runner, "s3://art/models/j/manifest.json", "ManifestFile", tmp_path / "train")
+    assert keys == ["validated/a.csv", "validated/sub/b.csv"]
+    assert sorted(p.relative_to(tmp_path / "train").as_posix() for p in (tmp_path / "train").rglob("*") if p.is_file()) \
+        == ["a.csv", "sub/b.csv"]
+    assert (tmp_path / "train" / "sub" / "b.csv").read_bytes() == b"validated/sub/b.csv"

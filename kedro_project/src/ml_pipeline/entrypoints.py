@@ -1,9 +1,9 @@
-"""The container's commands: `train`, `validate`, `monitor` (SageMaker jobs) and `serve` (endpoint).
+"""The container's commands: `train`, `validate`, `monitor`, `join-labels` (SageMaker jobs) and `serve` (endpoint).
 
 Each job runs a Kedro session in the `sagemaker` environment (the /opt/ml layout, rooted at OPT_ML_ROOT when
 set). On any error a job writes a readable reason — `/opt/ml/output/failure` for training (FailureReason),
-`/opt/ml/output/message` for processing (ExitMessage) — and exits non-zero. Validation and monitoring exit 0
-when the data itself is bad: their report says so.
+`/opt/ml/output/message` for processing (ExitMessage) — and exits non-zero. Validation, monitoring and the
+ground-truth join exit 0 when the data itself is bad: their report says so.
 """
 
 from __future__ import annotations
@@ -128,6 +128,8 @@ def training_runtime_params(hyperparameters: dict[str, Any], environ: dict[str, 
     for name, value in hyperparameters.items():
         if name in ("target_column", "task"):
             params[name] = str(value).strip()
+        elif name == "champion_sha256":
+            params[name] = str(value).strip()  # the champion channel's pin, checked when it is extracted
         elif name == "seed":
             params["seed"] = _typed(name, value)
         elif name in ("tuning_iterations", "cv_folds"):
@@ -140,7 +142,7 @@ def training_runtime_params(hyperparameters: dict[str, Any], environ: dict[str, 
             continue
         else:
             raise ConfigError(f"unknown hyperparameter {name!r}; known: target_column, task, seed, tuning_iterations, "
-                              f"cv_folds, lineage_inputs, image_uri, {', '.join(ESTIMATOR_PARAMS)}")
+                              f"cv_folds, lineage_inputs, image_uri, champion_sha256, {', '.join(ESTIMATOR_PARAMS)}")
     if params.get("task", "auto") not in ("auto", "classification", "regression"):
         raise ConfigError(f"task must be auto, classification or regression, got {params['task']!r}")
     if estimator:
@@ -178,13 +180,27 @@ def _lineage(hyperparameters: dict[str, Any], channel: Path, environ: dict[str, 
 
 
 def print_metrics(metadata: dict) -> None:
-    """`test:<metric>=<value>` lines for SageMaker MetricDefinitions (CONTRACTS.md), then validation ones."""
+    """`test:<metric>=<value>` lines for SageMaker MetricDefinitions (CONTRACTS.md), then validation ones, then
+    what the champion comparison found (worded so that no MetricDefinitions regex matches it)."""
     for split in ("test", "validation"):
         values = metadata.get("metrics", {}).get(split, {})
         for name in METRIC_ORDER:
             value = values.get(name)
             if value is not None:
                 print(f"{split}:{name}={value:.6f}", flush=True)
+    comparison = metadata.get("comparison")
+    if comparison is None:
+        return
+    champion = comparison["champion"]
+    if "new" in comparison:
+        print(f"comparison:new_rows={comparison['new']['rows']}", flush=True)
+    if champion.get("scored"):
+        print(f"comparison: production model {champion.get('training_job')} scored on the same "
+              f"{comparison['test']['rows']} test rows", flush=True)
+    elif "new" not in comparison:
+        print("comparison: no production model to compare with", flush=True)
+    else:
+        print(f"comparison: production model not scored: {champion.get('reason')}", flush=True)
 
 
 def train(argv: list[str] | None = None) -> int:
@@ -224,7 +240,55 @@ def _processing_params(environ: dict[str, str]) -> dict:
     return params
 
 
-def _processing(pipeline: str, what: str) -> int:
+def _flag(name: str, environ: dict[str, str]) -> bool:
+    value = environ.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ConfigError(f"{name} must be 0 or 1, got {environ[name]!r}")
+
+
+def validation_params(environ: dict[str, str]) -> dict:
+    """Runtime parameters of `validate`: TARGET_COLUMN / TASK, STRICT_COLUMNS (comma list) and ACCEPT_SHIFT."""
+    params = _processing_params(environ)
+    policy: dict[str, Any] = {}
+    if "STRICT_COLUMNS" in environ:
+        policy["strict_columns"] = [c.strip() for c in environ["STRICT_COLUMNS"].split(",") if c.strip()]
+    if "ACCEPT_SHIFT" in environ:
+        policy["accept_shift"] = _flag("ACCEPT_SHIFT", environ)
+    if policy:
+        params["shift_policy"] = policy
+    return params
+
+
+def ground_truth_params(environ: dict[str, str]) -> dict:
+    """Runtime parameters of `join-labels`: TARGET_COLUMN, GATE_METRIC and the model's pin MODEL_SHA256."""
+    settings: dict[str, Any] = {}
+    if environ.get("TARGET_COLUMN"):
+        settings["target_column"] = environ["TARGET_COLUMN"].strip()
+    if environ.get("GATE_METRIC"):
+        settings["gate_metric"] = environ["GATE_METRIC"].strip()
+    params: dict[str, Any] = {"ground_truth": settings} if settings else {}
+    if environ.get("MODEL_SHA256", "").strip():
+        params["model_sha256"] = environ["MODEL_SHA256"].strip()
+    return params
+
+
+def _print_drift_report(report: dict) -> None:
+    print(f"drift_score={report['drift']['score']:.6f}", flush=True)
+    print(f"rows_rejected={report['rows_rejected']}", flush=True)
+
+
+def _print_ground_truth_report(report: dict) -> None:
+    quality = report.get("model_quality") or {}
+    value = quality.get("value")
+    print(f"matched={report.get('matched', 0)}", flush=True)
+    if value is not None:
+        print(f"model_quality:{quality['metric']}={value:.6f}", flush=True)
+
+
+def _processing(pipeline: str, what: str, params: dict | None = None, printer=_print_drift_report) -> int:
     # Validation and monitoring compute column statistics, no model fit: extra OpenMP/BLAS threads only wait
     # for each other on shared cores. Set before numpy is imported; an explicit setting wins.
     for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -233,11 +297,10 @@ def _processing(pipeline: str, what: str) -> int:
     signal.signal(signal.SIGTERM, _on_sigterm)
     report_file = paths.opt_ml_root() / "processing" / "output" / "report" / "report.json"
     try:
-        _run_kedro([pipeline], _processing_params(dict(os.environ)))
+        _run_kedro([pipeline], _processing_params(dict(os.environ)) if params is None else params)
         report = json.loads(report_file.read_text(encoding="utf-8"))
         print(f"{what}: {'passed' if report['passed'] else 'FAILED'}: {report['summary']}", flush=True)
-        print(f"drift_score={report['drift']['score']:.6f}", flush=True)
-        print(f"rows_rejected={report['rows_rejected']}", flush=True)
+        printer(report)
         return 0
     except BaseException as exc:  # noqa: BLE001
         if isinstance(exc, SystemExit) and exc.code in (0, None):
@@ -247,12 +310,22 @@ def _processing(pipeline: str, what: str) -> int:
 
 def validate(argv: list[str] | None = None) -> int:
     """Processing job: /opt/ml/processing/input/{data,model} → /opt/ml/processing/output/report/."""
-    return _processing("data_validation", "validation")
+    try:
+        params = validation_params(dict(os.environ))
+    except ConfigError as exc:
+        return _fail(paths.processing_message_file(), exc, "validation")
+    return _processing("data_validation", "validation", params)
 
 
 def monitor(argv: list[str] | None = None) -> int:
     """Processing job: /opt/ml/processing/input/{capture,model} → /opt/ml/processing/output/report/."""
     return _processing("monitoring", "monitoring")
+
+
+def join_labels(argv: list[str] | None = None) -> int:
+    """Processing job: /opt/ml/processing/input/{labels,capture,model} → /opt/ml/processing/output/{joined,report}/."""
+    return _processing("ground_truth", "ground truth", ground_truth_params(dict(os.environ)),
+                       _print_ground_truth_report)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -330,11 +403,11 @@ def _remove_when_signalled(path: str) -> None:
         signal.signal(signum, stop)
 
 
-COMMANDS = {"train": train, "validate": validate, "monitor": monitor, "serve": serve}
+COMMANDS = {"train": train, "validate": validate, "monitor": monitor, "join-labels": join_labels, "serve": serve}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ml_pipeline.entrypoints <train|serve|validate|monitor>` (the image's ENTRYPOINT)."""
+    """`python -m ml_pipeline.entrypoints <train|serve|validate|monitor|join-labels>` (the image's commands)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in COMMANDS:
         print(f"usage: {{{','.join(COMMANDS)}}} — got {args[:1] or 'nothing'}", file=sys.stderr)

@@ -17,7 +17,24 @@ NUMERIC_TYPES = [
     "Float32", "Float64",
 ]
 TABLE = "(table)"
+ERROR = "error"  # the file cannot be used as it is: it always fails
+SHIFT = "shift"  # usable data that differs from the reference: reported, fails only for a strict column
 log = logging.getLogger(__name__)
+
+
+def severity(expectation_type: str, column: str | None, target: str | None) -> str:
+    """`error` or `shift` for a failed expectation (CONTRACTS.md, validation report).
+
+    Errors make a file unusable: it cannot be parsed, columns are missing or extra, a numeric column holds
+    non-numbers, the target is missing or null, there are no rows. Shift is data a retrain needs: values outside
+    the reference range, categories or target classes the reference never saw, more nulls in a feature. Decided
+    from the expectation's type (not stored in the suite), so suites of models trained before this rule apply it too.
+    """
+    if expectation_type in ("expect_column_values_to_be_between", "expect_column_values_to_be_in_set"):
+        return SHIFT
+    if expectation_type == "expect_column_values_to_not_be_null":
+        return ERROR if column == target else SHIFT
+    return ERROR
 
 
 def _expectation(kind: str, **kwargs: Any) -> dict:
@@ -166,12 +183,12 @@ def run_suite(frame: pd.DataFrame, suite: dict, target: str | None) -> list[dict
         column = config["kwargs"].get("column")
         if column in mistyped and config["type"] != "expect_column_values_to_be_in_type_list":
             continue  # the type failure already explains this column
-        failures.append(_failure(config, item.result or {}, item.exception_info or {}, frame))
+        failures.append(_failure(config, item.result or {}, item.exception_info or {}, frame, target))
     for expectation in missing_columns:
         if expectation["type"] == "expect_column_to_exist":
             failures.append({"column": expectation["kwargs"]["column"], "expectation": expectation["type"],
                              "expected": describe_expected(expectation), "found": sorted(map(str, frame.columns)),
-                             "unexpected_count": None})
+                             "unexpected_count": None, "severity": ERROR})
     return failures
 
 
@@ -182,7 +199,7 @@ def _applies(expectation: dict, frame: pd.DataFrame) -> bool:
     return column is None or column in frame.columns
 
 
-def _failure(config: dict, result: dict, exception_info: dict, frame: pd.DataFrame) -> dict:
+def _failure(config: dict, result: dict, exception_info: dict, frame: pd.DataFrame, target: str | None) -> dict:
     kind, column = config["type"], config["kwargs"].get("column")
     found: Any
     count = result.get("unexpected_count")
@@ -204,7 +221,8 @@ def _failure(config: dict, result: dict, exception_info: dict, frame: pd.DataFra
         messages = [v.get("exception_message") for v in exception_info.values() if isinstance(v, dict)]
         found = [f"could not be checked: {m}" for m in messages if m][:1] or ["could not be checked"]
     return {"column": column or TABLE, "expectation": kind, "expected": describe_expected(config),
-            "found": found, "unexpected_count": None if count is None else int(count)}
+            "found": found, "unexpected_count": None if count is None else int(count),
+            "severity": severity(kind, column, target)}
 
 
 def _plain(value: Any) -> Any:
@@ -225,15 +243,16 @@ def _unique(values: list) -> list:
     return out
 
 
-def rejected_rows(frame: pd.DataFrame, suite: dict, target: str | None = None) -> int:
-    """Rows violating a row-level expectation: out of range, unknown category, wrong type, missing target.
+def violating_rows(frame: pd.DataFrame, expectations: list[dict], target: str | None = None) -> np.ndarray:
+    """Mask of rows that break one of these row-level expectations: out of range, unknown category or class,
+    non-numeric value in a numeric column, missing target.
 
     Missing feature values do not count (the model imputes them); computed with pandas.
     """
-    if frame.empty:
-        return 0
     bad = np.zeros(len(frame), dtype=bool)
-    for expectation in suite["expectations"]:
+    if frame.empty:
+        return bad
+    for expectation in expectations:
         kw = expectation["kwargs"]
         column = kw.get("column")
         if column is None or column not in frame.columns:
@@ -252,4 +271,4 @@ def rejected_rows(frame: pd.DataFrame, suite: dict, target: str | None = None) -
             bad |= (values.notna() & ~values.isin(allowed)).to_numpy(dtype=bool)
         elif kind == "expect_column_values_to_be_in_type_list":
             bad |= (pd.to_numeric(values, errors="coerce").isna() & values.notna()).to_numpy(dtype=bool)
-    return int(bad.sum())
+    return bad

@@ -10,8 +10,18 @@ CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
 
 
-def compute_metrics(model, x: pd.DataFrame, y: pd.Series, task: str) -> dict[str, float]:
-    """accuracy/precision/recall/F1/ROC-AUC (binary: positive = second class; multiclass: weighted) or RMSE/MAE/R²."""
+def metric_names(task: str) -> tuple[str, ...]:
+    """Every metric of the task, in the order the logs print them."""
+    return REGRESSION_METRICS if task == "regression" else CLASSIFICATION_METRICS
+
+
+def compute_metrics(model, x: pd.DataFrame, y: pd.Series, task: str, classes: list | None = None) -> dict[str, float]:
+    """accuracy/precision/recall/F1/ROC-AUC (binary: positive = second class; multiclass: weighted) or RMSE/MAE/R².
+
+    `classes`: the label set the metrics are defined over, when it is not the model's own — a production model
+    scored on a newer model's rows is measured over the newer model's classes, so both get the same averaging
+    (a class it never learnt has probability 0; labels outside the set make the averages weighted).
+    """
     if len(y) == 0:
         return {}
     if task == "regression":
@@ -21,10 +31,19 @@ def compute_metrics(model, x: pd.DataFrame, y: pd.Series, task: str) -> dict[str
             "mae": float(skm.mean_absolute_error(y, predicted)),
             "r2": float(skm.r2_score(y, predicted)) if len(y) > 1 else float("nan"),
         }
-    classes = list(model.classes_)
+    model_classes = list(model.classes_)
     proba = model.predict_proba(x)
     predicted = model.predict(x)
-    binary = len(classes) == 2
+    if classes is None or list(classes) == model_classes:
+        return _classification(y, predicted, proba, model_classes)
+    return _classification(y, predicted, _aligned(proba, model_classes, list(classes)), list(classes), aligned=True)
+
+
+def _classification(y: pd.Series, predicted, proba: np.ndarray, classes: list, aligned: bool = False) -> dict:
+    present = set(pd.unique(y))
+    # Binary averaging needs every label in the two classes; a label the model never learnt (ground truth, a
+    # newer model's class) makes the averages weighted instead of failing.
+    binary = len(classes) == 2 and (present | set(pd.unique(predicted))) <= set(classes)
     averaging = {"average": "binary", "pos_label": classes[1]} if binary else {"average": "weighted"}
     result = {
         "accuracy": float(skm.accuracy_score(y, predicted)),
@@ -32,13 +51,29 @@ def compute_metrics(model, x: pd.DataFrame, y: pd.Series, task: str) -> dict[str
         "recall": float(skm.recall_score(y, predicted, zero_division=0, **averaging)),
         "f1": float(skm.f1_score(y, predicted, zero_division=0, **averaging)),
     }
-    present = set(pd.unique(y))
     if len(present) < 2:
         result["roc_auc"] = float("nan")
-    elif binary:
+    elif len(classes) == 2:
         result["roc_auc"] = float(skm.roc_auc_score(y == classes[1], proba[:, 1]))
     elif present == set(classes):
-        result["roc_auc"] = float(skm.roc_auc_score(y, proba, multi_class="ovr", average="weighted", labels=classes))
+        if aligned:  # rows need not sum to 1 here: one-vs-rest by hand, weighted by prevalence, as sklearn does
+            truth = np.asarray(y)
+            scores = [skm.roc_auc_score(truth == c, proba[:, i]) for i, c in enumerate(classes)]
+            weights = [float(np.mean(truth == c)) for c in classes]
+            result["roc_auc"] = float(np.average(scores, weights=weights))
+        else:
+            result["roc_auc"] = float(skm.roc_auc_score(y, proba, multi_class="ovr", average="weighted",
+                                                        labels=classes))
     else:
         result["roc_auc"] = float("nan")
     return result
+
+
+def _aligned(proba: np.ndarray, model_classes: list, classes: list) -> np.ndarray:
+    """Probability columns in `classes` order; 0 for a class the model does not know."""
+    out = np.zeros((proba.shape[0], len(classes)), dtype=np.float64)
+    position = {c: i for i, c in enumerate(classes)}
+    for j, c in enumerate(model_classes):
+        if c in position:
+            out[:, position[c]] = proba[:, j]
+    return out

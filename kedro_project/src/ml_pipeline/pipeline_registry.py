@@ -9,7 +9,7 @@ TRAINING_RUN = ("data_processing", "training", "evaluation")
 
 
 def register_pipelines() -> dict[str, Pipeline]:
-    """The five pipelines; `__default__` (plain `kedro run`) is the training run: processing → training → evaluation."""
+    """The six pipelines; `__default__` (plain `kedro run`) is the training run: processing → training → evaluation."""
     pipelines = find_pipelines(raise_errors=True)
     if all(name in pipelines for name in TRAINING_RUN):
         pipelines["__default__"] = sum((pipelines[name] for name in TRAINING_RUN), Pipeline([]))

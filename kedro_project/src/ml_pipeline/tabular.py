@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from ml_pipeline.errors import DataError
@@ -26,11 +27,16 @@ def list_data_files(path: str | Path) -> list[Path]:
     return data_files
 
 
-def read_table(path: Path) -> pd.DataFrame:
-    """One CSV or Parquet file as a DataFrame; DataError with the parser's reason when unreadable."""
+def read_table(path: Path, text: bool = False) -> pd.DataFrame:
+    """One CSV or Parquet file as a DataFrame; DataError with the parser's reason when unreadable.
+
+    `text`: CSV cells stay the text they are (no type inference, no NA tokens), e.g. ids like "00123".
+    """
     suffix = path.suffix.lower()
     try:
-        if suffix == ".csv":
+        if suffix == ".csv" and text:
+            frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+        elif suffix == ".csv":
             frame = pd.read_csv(path, low_memory=False)
         else:
             frame = pd.read_parquet(path)
@@ -50,26 +56,41 @@ def read_table(path: Path) -> pd.DataFrame:
     return frame
 
 
-def read_tables(paths: list[Path]) -> pd.DataFrame:
-    """Several files with the same header, concatenated; DataError naming the file whose header differs."""
-    frames = [read_table(p) for p in paths]
+SOURCE_INDEX = "source_file"
+
+
+def read_tables(paths: list[Path], root: Path | None = None, text: bool = False) -> pd.DataFrame:
+    """Several files with the same header, concatenated; DataError naming the file whose header differs.
+
+    With `root`, the index says which file each row came from (its path relative to `root`, POSIX, as a
+    categorical index named `source_file`) instead of counting rows. `text`: see read_table.
+    """
+    frames = [read_table(p, text) for p in paths]
     first = frames[0]
-    for path, frame in zip(paths[1:], frames[1:], strict=True):
+    names = [_relative(p, root) if root is not None else p.name for p in paths]
+    for name, frame in zip(names[1:], frames[1:], strict=True):
         if set(frame.columns) != set(first.columns):
             missing = sorted(set(first.columns) - set(frame.columns))
             extra = sorted(set(frame.columns) - set(first.columns))
             raise DataError(
-                f"{path.name} has a different header than {paths[0].name}: "
+                f"{name} has a different header than {names[0]}: "
                 f"missing {missing or 'none'}, extra {extra or 'none'}"
             )
-    if len(frames) == 1:
-        return first
-    return pd.concat([f[list(first.columns)] for f in frames], ignore_index=True)
+    combined = first if len(frames) == 1 else pd.concat([f[list(first.columns)] for f in frames], ignore_index=True)
+    if root is not None:  # a small integer code per row, not a string: cheap at millions of rows
+        codes = np.repeat(np.arange(len(frames)), [len(f) for f in frames])
+        combined.index = pd.CategoricalIndex(pd.Categorical.from_codes(codes, categories=names), name=SOURCE_INDEX)
+    return combined
 
 
-def read_path(path: str | Path) -> pd.DataFrame:
-    """All data files under `path`, concatenated."""
-    return read_tables(list_data_files(path))
+def _relative(path: Path, root: Path) -> str:
+    return path.name if root == path else path.relative_to(root).as_posix()
+
+
+def read_path(path: str | Path, sources: bool = False) -> pd.DataFrame:
+    """All data files under `path`, concatenated; `sources`: indexed by the file each row came from."""
+    files = list_data_files(path)
+    return read_tables(files, Path(path) if sources else None)
 
 
 def write_table(frame: pd.DataFrame, path: str | Path) -> None:

@@ -46,7 +46,11 @@ def test_pass_copies_to_validated_records_and_starts_training(aws):
     [train] = aws.training_jobs()
     assert train.startswith(f"{P}-train-")
     described = aws.sm.describe_training_job(TrainingJobName=train)
-    assert described["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATA}/validated/"
+    # The run reads exactly its training window: a manifest of the validated files.
+    source = described["InputDataConfig"][0]["DataSource"]["S3DataSource"]
+    assert source["S3DataType"] == "ManifestFile" and source["S3Uri"] == f"s3://{ARTIFACTS}/models/{train}/manifest.json"
+    manifest = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{train}/manifest.json")["Body"].read())
+    assert manifest == [{"prefix": f"s3://{DATA}/validated/"}, "batch 1.csv"]
     assert described["HyperParameters"]["target_column"] == "churn"
     assert described["HyperParameters"]["n_estimators"] == "50"
     inputs = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{train}/inputs.json")["Body"].read())
@@ -73,7 +77,8 @@ def test_fail_quarantines_file_and_report_keeps_original_and_says_why(aws):
     assert record["reason"] == FAILED["summary"] and record["details"]["failures"][0]["column"] == "age"
     [message] = aws.notifications()
     assert "age outside 0..120" in message["message"] and "original is kept" in message["message"]
-    assert set(_metrics(aws)) == {"DataDrift", "RowsRejected"}
+    # Its drift (0.41, over the alarm's threshold) is in the report, but it must not raise the retrain alarm.
+    assert set(_metrics(aws)) == {"RowsRejected"}
     stats = aws.cloudwatch.get_metric_statistics(
         Namespace="MLOpsTest", MetricName="RowsRejected", Dimensions=[{"Name": "Pipeline", "Value": P}],
         StartTime="2000-01-01", EndTime="2100-01-01", Period=3600, Statistics=["Maximum"])
@@ -209,7 +214,7 @@ def test_an_older_copy_landing_after_the_newer_one_is_repaired(aws, monkeypatch)
     newer, _ = _version_event(aws, "incoming/race.csv", b"age,plan,churn\n2,b,yes\n", "0061000000000000B2")
     aws.put_report("val", newer, PASSED)
     aws.put_report("val", older, PASSED)
-    real_copy, interleaved = intake._copy, []
+    real_copy, interleaved = intake._copy_once, []
 
     def copy_after_the_newer_verdict(bucket, key, version, target, **kwargs):
         if target == "validated/race.csv" and not interleaved:
@@ -217,6 +222,73 @@ def test_an_older_copy_landing_after_the_newer_one_is_repaired(aws, monkeypatch)
             interleaved[0] = _done(newer)  # the newer verdict runs to the end in between
         return real_copy(bucket, key, version, target, **kwargs)
 
-    monkeypatch.setattr(intake, "_copy", copy_after_the_newer_verdict)
+    monkeypatch.setattr(intake, "_copy_once", copy_after_the_newer_verdict)
     assert _done(older)["status"] == "validated" and interleaved[0]["status"] == "validated"
     assert aws.s3.get_object(Bucket=DATA, Key="validated/race.csv")["Body"].read() == b"age,plan,churn\n2,b,yes\n"
+
+
+GROUND_TRUTH = {"kind": "ground_truth", "passed": True, "labels": 3, "matched": 2, "unmatched": 1, "duplicates": 0,
+                "model_quality": {"metric": "roc_auc", "value": 0.61, "rows": 2},
+                "metrics": {"roc_auc": 0.61, "accuracy": 0.5}, "captures": ["datacapture/x.jsonl"],
+                "summary": "2 of 3 labels matched a captured request; roc_auc 0.61 on them"}
+
+
+def _labels(aws):
+    from handlers.trigger import handler
+
+    aws.ddb.put_item(TableName=TABLE, Item={
+        "pk": {"S": "pipeline"}, "sk": {"S": "production"}, "training_job": {"S": f"{P}-train-abc"},
+        "model_data_url": {"S": f"s3://{ARTIFACTS}/models/{P}-train-abc/output/model.tar.gz"}})
+    up = aws.upload("ground-truth/week 48.csv", b"inference_id,churn\nr1,yes\nr2,no\nr3,no\n")
+    return handler(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"]),
+                   None)["job"]
+
+
+def test_joined_labels_publish_model_quality_and_come_back_as_an_upload(aws):
+    """The production model's quality on the labeled captures becomes the ModelQuality metric (its alarm
+    retrains), and the labeled rows enter the normal path under incoming/labeled/ with their lineage."""
+    job = _labels(aws)
+    aws.put_report("gt", job, GROUND_TRUTH)
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=f"ground-truth/{job}/joined/labeled.csv", Body=b"age,plan,churn\n3,a,yes\n")
+    result = _done(job)
+    assert result["status"] == "joined" and result["model_quality"] == 0.61
+    labeled = result["labeled"]
+    assert labeled.startswith("incoming/labeled/week 48-") and labeled.endswith(".csv")
+    copied = aws.s3.get_object(Bucket=DATA, Key=labeled)
+    assert copied["Body"].read() == b"age,plan,churn\n3,a,yes\n"
+    assert copied["Metadata"] == {"ground-truth-job": job, "labels-file": f"s3://{DATA}/ground-truth/week 48.csv"}
+    stats = aws.cloudwatch.get_metric_statistics(
+        Namespace="MLOpsTest", MetricName="ModelQuality", Dimensions=[{"Name": "Pipeline", "Value": P}],
+        StartTime="2000-01-01", EndTime="2100-01-01", Period=3600, Statistics=["Minimum"])
+    assert stats["Datapoints"][0]["Minimum"] == 0.61
+    [joined] = aws.decisions("ground_truth_joined")
+    assert joined["details"]["matched"] == 2 and joined["details"]["model_quality"]["value"] == 0.61
+
+
+def test_labels_that_match_nothing_are_recorded_and_announced(aws):
+    job = _labels(aws)
+    aws.put_report("gt", job, {**GROUND_TRUTH, "passed": False, "matched": 0,
+                               "failures": [{"column": "inference_id", "expectation": "labels_match_captures",
+                                             "expected": "ids of captured requests", "found": ["r1"],
+                                             "unexpected_count": 3}],
+                               "summary": "none of 3 labels matched a captured request"})
+    assert _done(job)["status"] == "failed"
+    [failed] = aws.decisions("ground_truth_failed")
+    assert "none of 3 labels matched" in failed["reason"]
+    assert aws.keys(DATA, "incoming/labeled/") == [] and "Labels not used" in aws.notifications()[0]["subject"]
+    assert "ModelQuality" not in _metrics(aws)
+
+
+def test_a_retried_verdict_does_not_write_the_validated_copy_again(aws):
+    """Each copy is a new object version, and the training window's fingerprint is keys + versions: copying the
+    same upload twice would make unchanged data look new (and train it twice)."""
+    job, up = _trigger(aws, "incoming/once.csv")
+    aws.put_report("val", job, PASSED)
+    _done(job)
+    from mlops_control import intake
+
+    versions = aws.s3.list_object_versions(Bucket=DATA, Prefix="validated/once.csv")["Versions"]
+    intake._copy_once(DATA, "incoming/once.csv", up["version"], "validated/once.csv", identity=up["version"])
+    assert aws.s3.list_object_versions(Bucket=DATA, Prefix="validated/once.csv")["Versions"] == versions
+    held = aws.s3.head_object(Bucket=DATA, Key="validated/once.csv")["Metadata"]
+    assert held == {"source-version-id": up["version"]}

@@ -29,6 +29,7 @@ def _trained_and_served(aws):
     from mlops_control.training import request_training
 
     s = settings.load()
+    aws.upload("validated/first.csv")
     job = request_training(s, Ledger(s.ledger_table), "file:first", "first").job
     aws.training_metrics[job] = {"roc_auc": 0.8}
     training_done(job_state_change("training", job, "Completed"), None)
@@ -70,6 +71,7 @@ def test_rolled_back_model_is_never_provisioned_again(aws, sm):
     s = settings.load()
     ledger = Ledger(s.ledger_table)
     finish_training(s, ledger, first)
+    aws.upload("validated/second.csv")
     second = request_training(s, ledger, "file:second", "second").job
     aws.training_metrics[second] = {"roc_auc": 0.9}
     training_done(job_state_change("training", second, "Completed"), None)

@@ -17,6 +17,7 @@ def _train(aws, trigger, metrics=None, failure=None):
     from mlops_control.training import request_training
 
     s = settings.load()
+    aws.upload(f"validated/{trigger.replace(':', '-')}.csv")  # every run trains on new data
     job = request_training(s, Ledger(s.ledger_table), trigger, trigger).job
     if metrics is not None:
         aws.training_metrics[job] = metrics
@@ -69,9 +70,10 @@ def test_first_model_needs_only_the_threshold_and_creates_the_endpoint(aws, sm):
     described = aws.sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])
     assert described["ModelApprovalStatus"] == "Approved"
     props = described["CustomerMetadataProperties"]
-    assert props["training_job"] == job and props["test_roc_auc"] == "0.71" and props["inputs"] == "1"
+    assert props["training_job"] == job and props["test_roc_auc"] == "0.71" and props["inputs"] == "2"
     lineage = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{job}/lineage.json")["Body"].read())
-    assert lineage["inputs"][0]["uri"].endswith("validated/base.csv") and lineage["inputs"][0]["version"]
+    assert {i["uri"].rsplit("/", 1)[-1] for i in lineage["inputs"]} == {"base.csv", "file-first.csv"}
+    assert all(i["version"] for i in lineage["inputs"]) and len(lineage["fingerprint"]) == 64
     assert lineage["hyperparameters"]["target_column"] == "churn" and lineage["image"].endswith(f"{P}:latest")
     # Verified on the endpoint's state change: production recorded, autoscaling registered.
     assert _endpoint_event()["status"] == "deployed"
@@ -125,7 +127,7 @@ def test_worse_model_beyond_tolerance_is_gated_out_with_its_reason(aws, sm):
     worse = _train(aws, "file:worse", {"roc_auc": 0.78})
     assert _done(worse)["status"] == "gated_out"
     [record] = aws.decisions("gated_out")
-    assert "worse than production (0.8000) beyond the tolerance 0.01" in record["reason"]
+    assert "worse than production (0.8000, as recorded when it was trained) beyond the tolerance 0.01" in record["reason"]
     assert sm.updates == []
 
 
@@ -175,6 +177,7 @@ def test_failed_training_is_recorded_announced_and_starts_the_follow_up(aws, sm)
 
     job = _train(aws, "file:a", failure="AlgorithmError: target column 'churn' not found")
     s = settings.load()
+    aws.upload("validated/b.csv")
     request_training(s, Ledger(s.ledger_table), "file:b", "b")
     result = _done(job, "Failed")
     assert result["status"] == "training_failed" and result["follow_up"]
@@ -327,3 +330,28 @@ def test_a_model_artifact_that_cannot_be_pinned_is_gated_out(aws, sm, artifact):
     assert _done(job)["status"] == "gated_out"
     [record] = aws.decisions("gated_out")
     assert "cannot be deployed" in record["reason"] and aws.sm.list_endpoints()["Endpoints"] == []
+
+
+def test_the_next_run_gets_the_production_model_and_the_gate_uses_its_paired_metrics(aws, sm):
+    """Issue 14: once a model serves, every run gets it as the `champion` channel (with its pin), and the gate
+    reads the champion/challenger comparison from the new model's metadata.json, not the old recorded metric."""
+    import json
+
+    creations = capture_calls(aws.sm, "CreateTrainingJob")
+    first = _deploy_first(aws, sm, roc_auc=0.95)
+    production = aws.state("production")
+    second = _train(aws, "file:shifted", {"roc_auc": 0.80})
+    champion = {c["ChannelName"]: c for c in creations[-1]["InputDataConfig"]}["champion"]
+    assert champion["DataSource"]["S3DataSource"]["S3Uri"] == production["model_data_url"]
+    assert creations[-1]["HyperParameters"]["champion_sha256"] == production["model_sha256"]
+    comparison = {"champion": {"scored": True, "reason": None, "training_job": first},
+                  "test": {"rows": 300, "challenger": {"roc_auc": 0.80}, "champion": {"roc_auc": 0.71}},
+                  "new": {"rows": 150, "challenger": {"roc_auc": 0.86}, "champion": {"roc_auc": 0.52}}}
+    aws.put_model(second, {"model.joblib": b"v2", "metadata.json": json.dumps({"comparison": comparison}).encode()})
+    # Against the recorded 0.95 it would be gated out; on the same new rows it is much better.
+    assert _done(second)["status"] == "deploy_requested"
+    [_, passed] = aws.decisions("gate_passed")
+    assert passed["details"]["basis"] == "new rows" and passed["details"]["rows"] == 150
+    assert (passed["details"]["challenger_on_rows"], passed["details"]["production"]) == (0.86, 0.52)
+    lineage = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{second}/lineage.json")["Body"].read())
+    assert lineage["comparison"] == comparison

@@ -7,7 +7,7 @@ import boto3
 import pytest
 from botocore.stub import Stubber
 
-from ..helpers import PROCESSING_ROLE, ARTIFACTS, DATA, P, REGION, AtomicDynamoDB, eventbridge_object_created, s3_notification
+from ..helpers import capture_calls, ARTIFACTS, AtomicDynamoDB, DATA, ENV, P, PROCESSING_ROLE, REGION, eventbridge_object_created, s3_notification
 
 
 def _handler():
@@ -185,8 +185,8 @@ def test_key_outside_incoming_is_ignored_with_a_record(aws):
     ("incoming/huge.parquet", 1_000_001, "over the limit of 1000000 bytes"),
 ])
 def test_rejections_are_recorded_and_announced_once(aws, key, size, why):
-    aws.upload(key, b"x" * min(size, 10))
-    event = eventbridge_object_created(key, size=size)
+    up = aws.upload(key, b"x" * size)  # S3's size counts, not the event's
+    event = eventbridge_object_created(key, size=size, etag=up["etag"], version=up["version"])
     for _ in range(3):  # redeliveries of a bad file do not repeat the message
         _handler()(event, None)
     assert aws.processing_jobs() == []
@@ -268,3 +268,75 @@ def test_duplicate_job_name_rejected_by_real_sagemaker_counts_as_started(aws):
     assert result["status"] == "started"
     [record] = aws.decisions("validation_already_started")
     assert "already exists" in record["reason"]
+
+
+def test_a_person_accepts_a_quarantined_file_by_uploading_it_with_a_reason(aws):
+    """Issue 14: re-uploaded with accept-reason (and accepted-by) metadata, the file's shift is reported, not
+    refused (ACCEPT_SHIFT=1), and the ledger says who accepted it, when and why."""
+    key = "incoming/penguins.csv"
+    response = aws.s3.put_object(Bucket=DATA, Key=key, Body=b"bill,species\n40,Chinstrap\n",
+                                 Metadata={"accepted-by": "alice", "accept-reason": "Chinstrap is a real species"})
+    event = eventbridge_object_created(key, size=25, etag=response["ETag"].strip('"'), version=response["VersionId"])
+    event["detail"]["requester"] = "123456789012"
+    created = _creations()
+    assert _handler()(event, None)["status"] == "started"
+    [request] = created  # moto keeps no Environment: the request itself is checked
+    assert request["Environment"]["ACCEPT_SHIFT"] == "1"
+    [accepted] = aws.decisions("accepted")
+    assert accepted["reason"] == "alice accepted this file's shift: Chinstrap is a real species"
+    assert accepted["details"]["by"] == "alice" and accepted["details"]["requester"] == "123456789012"
+    assert accepted["details"]["at"] == event["time"] and accepted["file"] == f"s3://{DATA}/{key}"
+
+
+def test_an_upload_without_acceptance_is_validated_strictly_as_configured(aws, monkeypatch):
+    from mlops_control import settings
+
+    monkeypatch.setenv("STRICT_COLUMNS", "species, island")
+    settings.reset()
+    up = aws.upload("incoming/plain.csv")
+    created = _creations()
+    _handler()(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"]), None)
+    [request] = created
+    environment = request["Environment"]
+    assert environment["ACCEPT_SHIFT"] == "0" and environment["STRICT_COLUMNS"] == "species,island"
+    assert aws.decisions("accepted") == []
+
+
+def _creations():
+    from mlops_control import clients
+
+    return capture_calls(clients.get("sagemaker"), "CreateProcessingJob")
+
+
+def _production(aws):
+    aws.ddb.put_item(TableName=ENV["LEDGER_TABLE"], Item={
+        "pk": {"S": "pipeline"}, "sk": {"S": "production"}, "training_job": {"S": f"{P}-train-abc"}, "task": {"S": "classification"},
+        "model_data_url": {"S": f"s3://{ARTIFACTS}/models/{P}-train-abc/output/model.tar.gz"}, "model_sha256": {"S": "ab" * 32}})
+
+
+def test_labels_under_ground_truth_start_a_join_with_the_captured_requests(aws):
+    _production(aws)
+    up = aws.upload("ground-truth/week-48.csv", b"inference_id,churn\nreq-1,yes\n")
+    created = _creations()
+    result = _handler()(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"], version=up["version"]), None)
+    assert result["status"] == "started" and result["job"].startswith(f"{P}-gt-")
+    described = aws.sm.describe_processing_job(ProcessingJobName=result["job"])
+    assert described["AppSpecification"]["ContainerEntrypoint"] == ["join-labels"]
+    assert described["NetworkConfig"]["EnableNetworkIsolation"] is True and described["RoleArn"] == PROCESSING_ROLE
+    inputs = {i["InputName"]: i["S3Input"]["S3Uri"] for i in described["ProcessingInputs"]}
+    assert inputs == {"labels": f"s3://{ARTIFACTS}/labels-input/{result['job']}/ground-truth/week-48.csv",
+                      "capture": f"s3://{ARTIFACTS}/datacapture/{P}-endpoint/",
+                      "model": f"s3://{ARTIFACTS}/models/{P}-train-abc/output/model.tar.gz"}
+    [request] = created
+    assert request["Environment"]["GATE_METRIC"] == "roc_auc" and request["Environment"]["MODEL_SHA256"] == "ab" * 32
+    outputs = {o["OutputName"]: o["S3Output"]["S3Uri"] for o in described["ProcessingOutputConfig"]["Outputs"]}
+    assert outputs["joined"] == f"s3://{ARTIFACTS}/ground-truth/{result['job']}/joined/"
+    assert aws.decisions("ground_truth_started")
+
+
+def test_labels_before_any_model_are_rejected_with_a_reason(aws):
+    up = aws.upload("ground-truth/early.csv", b"inference_id,churn\nreq-1,yes\n")
+    assert _handler()(eventbridge_object_created(up["key"], size=up["size"], etag=up["etag"],
+                                                 version=up["version"]), None)["status"] == "rejected"
+    [rejected] = aws.decisions("rejected")
+    assert "no model has been deployed yet" in rejected["reason"] and aws.processing_jobs() == []

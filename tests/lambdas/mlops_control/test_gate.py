@@ -27,7 +27,8 @@ def test_better_model_passes_worse_model_fails_with_the_reason(gate):
 
     assert evaluate(gate, "classification", {"roc_auc": 0.85}, {"roc_auc": 0.80}).passed
     worse = evaluate(gate, "classification", {"roc_auc": 0.78}, {"roc_auc": 0.80})
-    assert not worse.passed and "worse than production (0.8000) beyond the tolerance 0.01" in worse.reason
+    assert not worse.passed and "worse than production (0.8000, as recorded when it was trained) beyond the " \
+        "tolerance 0.01" in worse.reason and worse.basis == "recorded production metrics"
     assert evaluate(gate, "classification", {"roc_auc": 0.795}, {"roc_auc": 0.80}).passed  # within tolerance
 
 
@@ -70,3 +71,58 @@ def test_production_without_the_metric_falls_back_to_the_threshold(gate):
 
     result = evaluate(gate, "classification", {"roc_auc": 0.75}, {"accuracy": 0.9})
     assert result.passed and "production model has no roc_auc" in result.reason
+
+
+def _comparison(test=(240, 0.80, 0.70), new=(120, 0.90, 0.55), scored=True, reason=None):
+    """metadata.json `comparison`: (rows, challenger roc_auc, champion roc_auc) for the test split and new rows."""
+    section = lambda rows, mine, theirs: {"rows": rows, "challenger": {"roc_auc": mine}, "champion": {"roc_auc": theirs}}
+    return {"champion": {"scored": scored, "reason": reason, "training_job": "P-train-old"},
+            "test": section(*test), "new": section(*new)}
+
+
+def test_the_gate_compares_both_models_on_the_new_rows_when_there_are_enough(gate):
+    """After a concept shift the production model's recorded metric (old data, its own split) says nothing about
+    today's rows: the new model is judged against the production model on the same new rows."""
+    from mlops_control.gate import evaluate
+
+    # Recorded production metric 0.95 would block it; on the same new rows it is far better.
+    result = evaluate(gate, "classification", {"roc_auc": 0.80}, {"roc_auc": 0.95}, _comparison(), min_new_rows=30)
+    assert result.passed and result.basis == "new rows" and result.rows == 120
+    assert (result.challenger_value, result.production_value) == (0.90, 0.55)
+    assert "0.9000 (new model) vs 0.5500 (production model) on the 120 test rows from data" in result.reason
+    # And the other way: a new model that is worse on the new rows is refused even though its test metric
+    # beats the recorded one.
+    worse = evaluate(gate, "classification", {"roc_auc": 0.99}, {"roc_auc": 0.80},
+                     _comparison(new=(120, 0.70, 0.75)), min_new_rows=30)
+    assert not worse.passed and "worse than the production model beyond the tolerance 0.01" in worse.reason
+
+
+def test_with_few_new_rows_the_gate_uses_the_whole_test_split(gate):
+    from mlops_control.gate import evaluate
+
+    result = evaluate(gate, "classification", {"roc_auc": 0.80}, {"roc_auc": 0.95},
+                      _comparison(test=(240, 0.80, 0.79), new=(12, 0.2, 0.9)), min_new_rows=30)
+    assert result.passed and result.basis == "test rows" and result.rows == 240
+    assert "only 12 from new data, fewer than 30" in result.reason
+    tied = evaluate(gate, "classification", {"roc_auc": 0.80}, {"roc_auc": 0.8},
+                    _comparison(test=(240, 0.795, 0.80), new=(0, None, None)), min_new_rows=30)
+    assert tied.passed and tied.basis == "test rows"  # within the tolerance
+
+
+def test_a_schema_change_deploys_on_the_threshold_alone_and_says_why(gate):
+    from mlops_control.gate import evaluate
+
+    reason = "it needs column 'plan', which the new data does not have"
+    comparison = {"champion": {"scored": False, "reason": reason}, "test": {"rows": 240, "challenger": {"roc_auc": 0.8}}}
+    result = evaluate(gate, "classification", {"roc_auc": 0.8}, {"roc_auc": 0.95}, comparison)
+    assert result.passed and result.basis == "threshold only" and reason in result.reason
+    assert not evaluate(gate, "classification", {"roc_auc": 0.6}, {"roc_auc": 0.95}, comparison).passed
+
+
+def test_a_paired_comparison_without_the_metric_refuses(gate):
+    from mlops_control.gate import evaluate
+
+    comparison = _comparison()
+    del comparison["new"]["champion"]["roc_auc"]
+    result = evaluate(gate, "classification", {"roc_auc": 0.8}, {"roc_auc": 0.7}, comparison)
+    assert not result.passed and "has no roc_auc for both models" in result.reason

@@ -48,7 +48,9 @@ def test_validation_request_shape(s):
 
     request = validation_request(s, f"{P}-val-abc", "s3://d/incoming/a.csv", f"s3://{ARTIFACTS}/models/j/output/model.tar.gz")
     assert request["AppSpecification"] == {"ImageUri": ENV["IMAGE_URI"], "ContainerEntrypoint": ["validate"]}
-    assert request["Environment"] == {"TARGET_COLUMN": "churn", "TASK": "classification"}
+    assert request["Environment"] == {"TARGET_COLUMN": "churn", "TASK": "classification", "STRICT_COLUMNS": "",
+                                      "ACCEPT_SHIFT": "0"}
+    assert request["NetworkConfig"] == {"EnableNetworkIsolation": True}
     assert [i["InputName"] for i in request["ProcessingInputs"]] == ["data", "model"]
     assert request["ProcessingInputs"][1]["S3Input"]["LocalPath"] == "/opt/ml/processing/input/model"
     output = request["ProcessingOutputConfig"]
@@ -69,10 +71,15 @@ def test_training_request_carries_lineage_when_it_fits(s):
     import json
 
     from mlops_control.jobs import training_request
+    from mlops_control.training import select_window
 
-    inputs = [{"uri": f"s3://d/validated/{i}.csv", "version": f"v{i}"} for i in range(3)]
-    request = training_request(s, f"{P}-train-abc", inputs)
-    assert json.loads(request["HyperParameters"]["lineage_inputs"])[2] == {"uri": "s3://d/validated/2.csv", "version": "v2"}
+    def snapshot(count, version):
+        return select_window([{"uri": f"s3://d/validated/{i:05}.csv", "key": f"validated/{i:05}.csv",
+                               "version": version, "modified": float(i)} for i in range(count)], {}, 0, 0, 1e9)
+
+    request = training_request(s, f"{P}-train-abc", snapshot(3, "v1"))
+    assert {"uri": "s3://d/validated/00002.csv", "version": "v1"} in json.loads(request["HyperParameters"]["lineage_inputs"])
     assert request["Environment"] == {"IMAGE_URI": ENV["IMAGE_URI"]}
-    many = [{"uri": f"s3://d/validated/{i:05}.csv", "version": "v" * 30} for i in range(200)]
-    assert "lineage_inputs" not in training_request(s, f"{P}-train-abc", many)["HyperParameters"]
+    assert "lineage_inputs" not in training_request(s, f"{P}-train-abc", snapshot(200, "v" * 30))["HyperParameters"]
+
+

@@ -35,7 +35,7 @@ def test_the_lambda_and_the_image_compute_the_same_digest(tmp_path):
 
     directory = _directory(tmp_path / "model", FILES)
     tarball = _tarball(directory)
-    digest, tarball_sha256, files = digest_tarball(io.BytesIO(tarball))
+    digest, tarball_sha256, files, _ = digest_tarball(io.BytesIO(tarball))
     extracted = tmp_path / "extracted"
     with tarfile.open(fileobj=io.BytesIO(tarball)) as archive:
         archive.extractall(extracted, filter="data")

@@ -5,7 +5,7 @@ import threading
 
 import pytest
 
-from ..helpers import DATA, P, AtomicDynamoDB
+from ..helpers import DATA, ENV, P, AtomicDynamoDB, request_with_new_data
 
 
 @pytest.fixture
@@ -22,7 +22,7 @@ def test_first_request_starts_a_run(aws, control):
     from mlops_control.training import request_training
 
     s, ledger = control
-    request = request_training(s, ledger, "file:a", "new data a")
+    request = request_with_new_data(aws, s, ledger, "a", "new data a")
     assert request.outcome == "started" and aws.training_jobs() == [request.job]
     assert aws.state("training")["running_job"] == request.job
 
@@ -31,8 +31,8 @@ def test_two_hundred_uploads_during_one_run_make_exactly_one_follow_up(aws, cont
     from mlops_control.training import finish_training, request_training
 
     s, ledger = control
-    first = request_training(s, ledger, "file:first", "first data")
-    outcomes = [request_training(s, ledger, f"file:upload-{i}", f"upload {i}").outcome for i in range(200)]
+    first = request_with_new_data(aws, s, ledger, "first", "first data")
+    outcomes = [request_with_new_data(aws, s, ledger, f"upload-{i}", f"upload {i}").outcome for i in range(200)]
     assert set(outcomes) == {"coalesced"} and len(aws.training_jobs()) == 1
     assert aws.state("training")["pending_count"] == 200
     follow_up = finish_training(s, ledger, first.job)
@@ -51,7 +51,7 @@ def test_concurrent_requests_and_completion_interleave_into_one_follow_up(aws, c
     from mlops_control.training import finish_training, request_training
 
     s, ledger = control
-    first = request_training(s, ledger, "file:first", "first data")
+    first = request_with_new_data(aws, s, ledger, "first", "first data")
     barrier = threading.Barrier(41)
     outcomes: list[str] = []
     errors: list[BaseException] = []
@@ -59,7 +59,7 @@ def test_concurrent_requests_and_completion_interleave_into_one_follow_up(aws, c
     def request(i: int):
         barrier.wait()
         try:
-            outcomes.append(request_training(s, ledger, f"file:c{i}", f"upload {i}").outcome)
+            outcomes.append(request_with_new_data(aws, s, ledger, f"c{i}", f"upload {i}").outcome)
         except BaseException as exc:  # noqa: BLE001
             errors.append(exc)
 
@@ -86,8 +86,8 @@ def test_completion_of_a_job_that_is_not_running_changes_nothing(aws, control):
     from mlops_control.training import finish_training, request_training
 
     s, ledger = control
-    first = request_training(s, ledger, "file:a", "a")
-    request_training(s, ledger, "file:b", "b")
+    first = request_with_new_data(aws, s, ledger, "a", "a")
+    request_with_new_data(aws, s, ledger, "b", "b")
     assert finish_training(s, ledger, f"{P}-train-00000000000000000000") is None
     assert aws.state("training")["running_job"] == first.job and aws.state("training")["pending"] is True
 
@@ -110,11 +110,11 @@ def test_failed_start_keeps_the_slot_for_the_retry_which_starts_the_run(aws, con
 
     s, ledger = control
     with _throttle_next_create_training_job(), pytest.raises(Exception, match="Rate exceeded"):
-        request_training(s, ledger, "file:a", "a")
+        request_with_new_data(aws, s, ledger, "a", "a")
     slot = aws.state("training")
     assert slot["running_started"] is False and slot["start_lease_until"] == 0
     clients.reset()  # Lambda's retry, with SageMaker answering again
-    retried = request_training(s, ledger, "file:a", "a")
+    retried = request_with_new_data(aws, s, ledger, "a", "a")
     assert retried.outcome == "started" and retried.job == slot["running_job"]
     assert aws.training_jobs() == [retried.job] and aws.state("training")["running_started"] is True
 
@@ -125,12 +125,12 @@ def test_a_request_arriving_before_the_retry_takes_over_a_run_that_failed_to_sta
 
     s, ledger = control
     with _throttle_next_create_training_job(), pytest.raises(Exception, match="Rate exceeded"):
-        request_training(s, ledger, "file:a", "a")
+        request_with_new_data(aws, s, ledger, "a", "a")
     clients.reset()
-    other = request_training(s, ledger, "file:b", "b")
+    other = request_with_new_data(aws, s, ledger, "b", "b")
     assert other.outcome == "started" and aws.training_jobs() == [other.job]
     # The retry of the first request now joins that run's follow-up instead of starting a second run.
-    assert request_training(s, ledger, "file:a", "a").outcome == "coalesced"
+    assert request_with_new_data(aws, s, ledger, "a", "a").outcome == "coalesced"
     assert aws.training_jobs() == [other.job] and aws.state("training")["pending"] is True
 
 
@@ -141,8 +141,8 @@ def test_a_follow_up_whose_start_failed_is_started_by_the_retried_completion(aws
     from mlops_control.training import finish_training, request_training
 
     s, ledger = control
-    first = request_training(s, ledger, "file:a", "a")
-    request_training(s, ledger, "file:b", "b")  # arrives during the run: coalesced
+    first = request_with_new_data(aws, s, ledger, "a", "a")
+    request_with_new_data(aws, s, ledger, "b", "b")  # arrives during the run: coalesced
     with _throttle_next_create_training_job(), pytest.raises(Exception, match="Rate exceeded"):
         finish_training(s, ledger, first.job)
     clients.reset()
@@ -158,9 +158,9 @@ def test_a_redelivered_request_of_the_running_job_keeps_its_follow_up(aws, contr
     from mlops_control.training import finish_training, request_training
 
     s, ledger = control
-    first = request_training(s, ledger, "file:a", "a")
-    request_training(s, ledger, "file:b", "b")
-    again = request_training(s, ledger, "file:a", "a")
+    first = request_with_new_data(aws, s, ledger, "a", "a")
+    request_with_new_data(aws, s, ledger, "b", "b")
+    again = request_with_new_data(aws, s, ledger, "a", "a")
     assert again.outcome == "already_started" and again.job == first.job
     slot = aws.state("training")
     assert slot["pending"] is True and slot["pending_count"] == 1
@@ -182,7 +182,7 @@ def test_duplicate_training_name_rejected_by_sagemaker_is_treated_as_started(aws
                              "with this name already exists")
     clients.override("sagemaker", real)
     with stubber:
-        assert request_training(s, ledger, "file:a", "a").outcome == "started"
+        assert request_with_new_data(aws, s, ledger, "a", "a").outcome == "started"
     assert aws.decisions("training_already_started")
 
 
@@ -192,20 +192,77 @@ def test_a_stale_run_that_lost_its_completion_event_does_not_block_forever(aws, 
     from mlops_control.training import request_training
 
     s, ledger = control
-    old = request_training(s, ledger, "file:old", "old", now=time.time() - s.max_runtime_seconds - 7200)
-    fresh = request_training(s, ledger, "file:new", "new")
+    old = request_with_new_data(aws, s, ledger, "old", "old", now=time.time() - s.max_runtime_seconds - 7200)
+    fresh = request_with_new_data(aws, s, ledger, "new", "new")
     assert fresh.outcome == "started" and fresh.job != old.job
+
+
+def _snapshot(keys):
+    from mlops_control.training import select_window
+
+    listed = [{"uri": f"s3://{DATA}/{k}", "key": k, "version": f"v-{k}", "modified": 1_800_000_000.0 + i}
+              for i, k in enumerate(keys)]
+    return select_window(listed, {}, 0, 0, 1_800_000_100.0)
 
 
 def test_training_request_shape_follows_the_contract(env):
     from mlops_control import jobs, settings
 
     s = settings.load()
-    request = jobs.training_request(s, f"{P}-train-abc")
+    request = jobs.training_request(s, f"{P}-train-abc", _snapshot(["validated/a.csv"]))
     regexes = {m["Name"]: m["Regex"] for m in request["AlgorithmSpecification"]["MetricDefinitions"]}
     assert regexes["test:roc_auc"] == "test:roc_auc=([-+0-9.eE]+)"
     assert set(regexes) == {f"test:{m}" for m in ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")}
-    assert request["InputDataConfig"][0]["ChannelName"] == "train"
-    assert request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] == f"s3://{DATA}/validated/"
+    [train] = request["InputDataConfig"]  # no production model: no champion channel
+    assert train["ChannelName"] == "train"
+    assert train["DataSource"]["S3DataSource"] == {
+        "S3DataType": "ManifestFile", "S3Uri": f"s3://{ENV['ARTIFACTS_BUCKET']}/models/{P}-train-abc/manifest.json",
+        "S3DataDistributionType": "FullyReplicated"}
     assert set(request["HyperParameters"]) >= {"target_column", "task", "tuning_iterations", "cv_folds", "seed"}
     assert all(isinstance(v, str) for v in request["HyperParameters"].values())
+    assert "KeepAlivePeriodInSeconds" not in request["ResourceConfig"]
+
+
+def test_the_production_model_goes_in_as_the_champion_channel_with_its_pin(env):
+    from mlops_control import jobs, settings
+
+    champion = {"model_data_url": "s3://a/models/j/output/model.tar.gz", "model_sha256": "ab" * 32}
+    request = jobs.training_request(settings.load(), f"{P}-train-abc", _snapshot(["validated/a.csv"]), champion)
+    channels = {c["ChannelName"]: c["DataSource"]["S3DataSource"] for c in request["InputDataConfig"]}
+    assert channels["champion"]["S3Uri"] == champion["model_data_url"]
+    assert channels["champion"]["S3DataType"] == "S3Prefix"
+    assert request["HyperParameters"]["champion_sha256"] == "ab" * 32
+
+
+def test_warm_pool_keep_alive_comes_from_config(env, monkeypatch):
+    from mlops_control import jobs, settings
+
+    monkeypatch.setenv("TRAINING_KEEP_ALIVE_SECONDS", "900")
+    settings.reset()
+    request = jobs.training_request(settings.load(), f"{P}-train-abc", _snapshot(["validated/a.csv"]))
+    assert request["ResourceConfig"]["KeepAlivePeriodInSeconds"] == 900
+
+
+@pytest.mark.parametrize(("days", "max_rows", "expected"), [
+    (0, 0, ["d.csv", "c.csv", "b.csv", "a.csv"]),      # no window: everything, newest first
+    (2, 0, ["d.csv", "c.csv"]),                        # the newest two days
+    (0, 250, ["d.csv", "c.csv"]),                      # 100 + 100 rows fit, the next 100 would not
+    (0, 50, ["d.csv"]),                                # the newest file is always in
+    (3, 1000, ["d.csv", "c.csv", "b.csv"]),            # both limits: the first that binds
+])
+def test_the_training_window_keeps_the_newest_files(days, max_rows, expected):
+    from mlops_control.training import select_window
+
+    day = 86400.0
+    now = 1_800_000_000.0
+    listed = [{"uri": f"s3://{DATA}/validated/{n}", "key": f"validated/{n}", "version": f"v{n}",
+               "modified": now - age * day - 60} for n, age in (("a.csv", 3), ("b.csv", 2), ("c.csv", 1), ("d.csv", 0))]
+    rows = {f"validated/{n}": 100 for n in ("a.csv", "b.csv", "c.csv", "d.csv")}
+    snapshot = select_window(listed, rows, days, max_rows, now)
+    assert [i["key"].split("/")[-1] for i in snapshot.inputs] == expected
+    assert snapshot.rows == 100 * len(expected) and snapshot.left_out == 4 - len(expected)
+    # The fingerprint is the data: the same files and versions give the same one, another version another.
+    again = select_window(list(reversed(listed)), rows, days, max_rows, now)
+    assert again.fingerprint == snapshot.fingerprint
+    listed[-1] = {**listed[-1], "version": "v-new"}
+    assert select_window(listed, rows, days, max_rows, now).fingerprint != snapshot.fingerprint

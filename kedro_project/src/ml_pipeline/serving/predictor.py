@@ -27,6 +27,17 @@ FOREST_MAX_ROWS = 32  # above this, sklearn's compiled (and threaded) tree walk 
 THREADED_MIN_ROWS = 1024  # below this a second OpenMP thread gains about a millisecond
 
 
+def load_model_files(model_dir: str | Path):
+    """(the fitted Pipeline, metadata.json) of a model directory: what serve loads, and what its fallback predicts with.
+
+    Unpickles model.joblib: a caller that has a pin checks the directory's digest first (serving/integrity.py).
+    """
+    directory = Path(model_dir)
+    metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
+    pipeline = joblib.load(directory / "model.joblib")
+    return pipeline, metadata
+
+
 @dataclass
 class Prediction:
     labels: list
@@ -111,10 +122,7 @@ class CompiledModel:
 
     @classmethod
     def load(cls, model_dir: str | Path) -> CompiledModel:
-        directory = Path(model_dir)
-        metadata = json.loads((directory / "metadata.json").read_text(encoding="utf-8"))
-        pipeline = joblib.load(directory / "model.joblib")
-        return cls(pipeline, metadata)
+        return cls(*load_model_files(model_dir))
 
     def _compile(self, pipeline):
         from sklearn.compose import ColumnTransformer

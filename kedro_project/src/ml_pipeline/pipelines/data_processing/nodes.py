@@ -7,21 +7,28 @@ import pandas as pd
 
 from ml_pipeline import drift, expectations, schema
 from ml_pipeline.errors import ConfigError, DataError
+from ml_pipeline.tabular import SOURCE_INDEX
 
 
-def clean_data(raw: pd.DataFrame, target_column: str) -> pd.DataFrame:
-    """Drop rows without a target and fully empty rows; turn infinities into missing values."""
+def clean_data(raw: pd.DataFrame, target_column: str) -> tuple[pd.DataFrame, pd.Series]:
+    """Drop rows without a target and fully empty rows; turn infinities into missing values.
+
+    Also returns the file each kept row came from (aligned with the cleaned rows; missing when `raw` is not
+    indexed by `source_file`): kept beside the data so it never becomes a feature.
+    """
     if raw.empty:
         raise DataError("the training data has no rows")
     if target_column not in raw.columns:
         raise DataError(f"target column {target_column!r} not found; the columns are: {', '.join(map(str, raw.columns))}")
     frame = raw.replace([np.inf, -np.inf], np.nan)
-    frame = frame[frame[target_column].notna()]
-    features = frame.drop(columns=[target_column])
-    frame = frame[features.notna().any(axis=1)]
-    if frame.empty:
+    keep = frame[target_column].notna().to_numpy() & frame.drop(columns=[target_column]).notna().any(axis=1).to_numpy()
+    if not keep.any():
         raise DataError(f"no row has a value in the target column {target_column!r}")
-    return frame.reset_index(drop=True)
+    if raw.index.name == SOURCE_INDEX:
+        sources = pd.Series(pd.Categorical(raw.index[keep]), name=SOURCE_INDEX)
+    else:
+        sources = pd.Series(pd.Categorical([None] * int(keep.sum()), categories=[]), name=SOURCE_INDEX)
+    return frame[keep].reset_index(drop=True), sources
 
 
 def infer_schema(cleaned: pd.DataFrame, target_column: str, task: str) -> dict:
@@ -44,21 +51,29 @@ def prepare_model_input(cleaned: pd.DataFrame, data_schema: dict) -> pd.DataFram
     return frame
 
 
-def split_data(model_input: pd.DataFrame, split: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Seeded shuffle, then train/test/validation by the configured fractions (70/20/10)."""
+def _split_positions(n: int, split: dict, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row positions of train/test/validation: a seeded permutation cut by the configured fractions."""
     fractions = [float(split["train"]), float(split["test"]), float(split["validation"])]
     if any(f <= 0 for f in fractions) or abs(sum(fractions) - 1.0) > 1e-9:
         raise ConfigError(f"split fractions must be positive and sum to 1, got {fractions}")
-    n = len(model_input)
     if n < 10:
         raise DataError(f"the training data has {n} usable rows; at least 10 are needed for a 70/20/10 split")
     order = np.random.default_rng(seed).permutation(n)
     n_train = int(round(n * fractions[0]))
     n_test = int(round(n * fractions[1]))
-    shuffled = model_input.iloc[order].reset_index(drop=True)
-    return (shuffled.iloc[:n_train].reset_index(drop=True),
-            shuffled.iloc[n_train:n_train + n_test].reset_index(drop=True),
-            shuffled.iloc[n_train + n_test:].reset_index(drop=True))
+    return order[:n_train], order[n_train:n_train + n_test], order[n_train + n_test:]
+
+
+def split_data(model_input: pd.DataFrame, split: dict, seed: int) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Seeded shuffle, then train/test/validation by the configured fractions (70/20/10)."""
+    positions = _split_positions(len(model_input), split, seed)
+    return tuple(model_input.iloc[p].reset_index(drop=True) for p in positions)
+
+
+def split_sources(row_sources: pd.Series, split: dict, seed: int) -> pd.Series:
+    """The source file of each test-split row, in the test split's order (the same permutation as split_data)."""
+    _, test, _ = _split_positions(len(row_sources), split, seed)
+    return row_sources.iloc[test].reset_index(drop=True)
 
 
 def build_reference_profile(model_input: pd.DataFrame, data_schema: dict, profile_settings: dict) -> dict:

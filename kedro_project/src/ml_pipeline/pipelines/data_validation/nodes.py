@@ -9,8 +9,12 @@ from ml_pipeline.errors import DataError
 
 
 def validate_new_data(new_data_files: list[str], production_model: dict | None, target_column: str, task: str,
-                      expectation_settings: dict, profile_settings: dict) -> dict:
-    """report.json for the new data: against the production model, or against itself on the first run."""
+                      expectation_settings: dict, profile_settings: dict, shift_policy: dict | None = None) -> dict:
+    """report.json for the new data: against the production model, or against itself on the first run.
+
+    Errors fail the file; shift fails it only in a strict column, unless a person accepted it (`shift_policy`).
+    """
+    policy = shift_policy or {}
     reference = "production-model" if production_model else "self"
     try:
         frame = tabular.read_tables([Path(p) for p in new_data_files])
@@ -35,7 +39,10 @@ def validate_new_data(new_data_files: list[str], production_model: dict | None, 
         profile = drift.build_profile(frame, features, bins=int(profile_settings["bins"]),
                                       quantiles=int(profile_settings["quantiles"]),
                                       max_categories=int(profile_settings["max_categories"])) if len(frame) else None
-    report = {"kind": "validation", **validation.check_frame(frame, suite, features, target, resolved_task, profile),
+    report = {"kind": "validation",
+              **validation.check_frame(frame, suite, features, target, resolved_task, profile,
+                                       strict_columns=policy.get("strict_columns") or (),
+                                       accept_shift=bool(policy.get("accept_shift", False))),
               "reference": reference}
     report["summary"] = validation.summarise(report)
     return report

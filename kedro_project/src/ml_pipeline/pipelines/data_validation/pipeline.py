@@ -8,7 +8,7 @@ from .nodes import render_validation_report, validate_new_data
 def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline([
         Node(validate_new_data, ["new_data_files", "production_model", "params:target_column", "params:task",
-                                 "params:expectations", "params:profile"], "validation_report",
+                                 "params:expectations", "params:profile", "params:shift_policy"], "validation_report",
              name="validate_new_data"),
         Node(render_validation_report, "validation_report", "validation_report_html", name="render_validation_report"),
     ])

@@ -15,6 +15,7 @@ from sklearn.metrics import confusion_matrix, roc_curve
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from ml_pipeline import comparison as champion_comparison
 from ml_pipeline import metrics as metric_functions
 from ml_pipeline.plots import page, png, table
 
@@ -39,6 +40,13 @@ def evaluate_model(model: Pipeline, test_set: pd.DataFrame, validation_set: pd.D
         }
 
 
+def compare_with_champion(model: Pipeline, champion_model: dict | None, test_set: pd.DataFrame,
+                          test_sources: pd.Series, data_schema: dict, lineage: dict) -> dict:
+    """Champion (production model, if any) and challenger on the same rows: the test split and its new rows."""
+    with _one_thread():
+        return champion_comparison.compare(model, champion_model, test_set, test_sources, data_schema, lineage)
+
+
 def compute_importance(model: Pipeline, validation_set: pd.DataFrame, data_schema: dict, evaluation: dict) -> list[dict]:
     """Permutation importance of each input column on (a sample of) the validation split, largest first."""
     features = [f["name"] for f in data_schema["features"]]
@@ -61,8 +69,9 @@ def compute_importance(model: Pipeline, validation_set: pd.DataFrame, data_schem
 
 def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set: pd.DataFrame, data_schema: dict,
                             model_metrics: dict, importance: list[dict], training_summary: dict,
-                            evaluation: dict) -> str:
-    """HTML report with embedded PNGs: statistics, histograms, top-2 scatter, confusion/ROC or residuals, importance."""
+                            evaluation: dict, comparison: dict | None = None) -> str:
+    """HTML report with embedded PNGs: champion vs challenger, statistics, histograms, top-2 scatter,
+    confusion/ROC or residuals, importance."""
     features = [f["name"] for f in data_schema["features"]]
     target, task = data_schema["target"], data_schema["task"]
     limit = int(evaluation["plot_max_rows"])
@@ -73,6 +82,8 @@ def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set
              f"({training_summary.get('train_rows')} train / {len(test_set)} test). "
              f"Fit in {training_summary.get('fit_seconds')} s.</p>"]
     parts.append("<h2>Metrics</h2>" + table([{"split": s, **m} for s, m in model_metrics.items()]))
+    if comparison is not None:
+        parts.append("<h2>Champion vs challenger (same rows)</h2>" + _comparison(comparison, task, evaluation))
     if training_summary.get("best_params"):
         parts.append("<h2>Tuning</h2>" + table([{"scoring": training_summary["scoring"],
                                                  "best CV score": training_summary["best_score"],
@@ -93,6 +104,58 @@ def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set
             parts.append("<h2>Residuals (test)</h2>" + _residuals(model, x_test, y_test))
     parts.append("<h2>Permutation importance (validation)</h2>" + _importance(importance))
     return page(f"Model report: {target}", "".join(parts))
+
+
+def _comparison(comparison: dict, task: str, evaluation: dict) -> str:
+    """Side-by-side metrics of the production model and this one, and a bar chart of the gate-relevant metrics."""
+    champion = comparison["champion"]
+    new = comparison.get("new")
+    if champion.get("scored"):
+        head = (f"Production model (champion) {html.escape(str(champion.get('training_job') or '(job unknown)'))}, "
+                f"sha256 {html.escape(str(champion.get('sha256'))[:12])}…, scored on this model's test split "
+                f"({comparison['test']['rows']} rows) and on its {new['rows']} new rows.")
+        if champion.get("ignored_columns"):
+            head += f" Columns it never saw (not used by it): {html.escape(', '.join(champion['ignored_columns']))}."
+    else:
+        head = f"Production model not scored: {html.escape(str(champion.get('reason')))}."
+    parts = [f"<p>{head}</p>"]
+    if new is not None:
+        files = new.get("files") or []
+        shown = ", ".join(files[:20]) + (f" and {len(files) - 20} more" if len(files) > 20 else "")
+        parts.append(f"<p>New rows = test rows read from files the production model was not trained on: "
+                     f"{html.escape(shown) or '(none)'}.</p>")
+    rows = champion_comparison.comparison_rows(comparison, task)
+    columns = ["metric", "test: challenger", "test: champion"] + (["new: challenger", "new: champion"] if new else [])
+    parts.append(table(rows, columns))
+    if champion.get("scored") and new["rows"] < comparison["test"]["rows"]:
+        parts.append("<p>The production model was trained on the test rows that are not new (files both models "
+                     "read): its test numbers are optimistic there. The new rows are the fair comparison.</p>")
+    wanted = list((evaluation.get("comparison_metrics") or {}).get(task) or metric_functions.metric_names(task)[:1])
+    if champion.get("scored"):
+        parts.append(_comparison_plot(comparison, wanted))
+    return "".join(parts)
+
+
+def _comparison_plot(comparison: dict, wanted: list[str]) -> str:
+    groups = [part for part in ("test", "new") if (comparison.get(part) or {}).get("rows")]
+    figure, axes = plt.subplots(1, len(wanted), figsize=(3.6 * len(wanted), 3.2), squeeze=False)
+    width = 0.38
+    for ax, name in zip(axes[0], wanted, strict=True):
+        positions = np.arange(len(groups))
+        for offset, model, color in ((-width / 2, "champion", "#8c8c8c"), (width / 2, "challenger", "#4c72b0")):
+            values = [(comparison[part].get(model) or {}).get(name) for part in groups]
+            heights = [np.nan if v is None else v for v in values]
+            bars = ax.bar(positions + offset, heights, width, label=model, color=color)
+            for bar, value in zip(bars, values, strict=True):
+                if value is not None and np.isfinite(value):
+                    ax.annotate(f"{value:.3f}", (bar.get_x() + bar.get_width() / 2, bar.get_height()),
+                                ha="center", va="bottom", fontsize=7)
+        ax.set_xticks(positions, [f"{part} ({comparison[part]['rows']} rows)" for part in groups], fontsize=8)
+        ax.set_title(name, fontsize=9)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="upper center", ncol=2, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0, 1, 0.9))  # room for the legend above the bars
+    return png(figure)
 
 
 def _summary_table(frame: pd.DataFrame, data_schema: dict) -> str:
@@ -215,8 +278,10 @@ def _importance(importance: list[dict]) -> str:
 
 
 def assemble_metadata(data_schema: dict, model_metrics: dict, reference_profile: dict, expectation_suite: dict,
-                      importance: list[dict], training_summary: dict, lineage: dict) -> dict:
+                      importance: list[dict], training_summary: dict, lineage: dict,
+                      comparison: dict | None = None) -> dict:
     """metadata.json of the model directory (CONTRACTS.md)."""
+    extra = {} if comparison is None else {"comparison": comparison}
     return {
         "format_version": FORMAT_VERSION,
         "task": data_schema["task"],
@@ -231,5 +296,6 @@ def assemble_metadata(data_schema: dict, model_metrics: dict, reference_profile:
         "lineage": lineage,
         "runtime": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
                     "pandas": pd.__version__, "numpy": np.__version__},
+        **extra,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     }

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import base64
-
 import pandas as pd
 
-from ml_pipeline import expectations, validation
+from ml_pipeline import captures, expectations, validation
 from ml_pipeline.errors import DataError
-from ml_pipeline.serving.parsing import FeatureSchema, RequestError, parse_body
+from ml_pipeline.serving.parsing import FeatureSchema
 
 
 def captured_requests(records: list[dict], production_model: dict | None) -> tuple[pd.DataFrame, dict]:
@@ -19,11 +17,8 @@ def captured_requests(records: list[dict], production_model: dict | None) -> tup
     frames, unreadable = [], 0
     for record in records:
         try:
-            endpoint_input = record["captureData"]["endpointInput"]
-            data = endpoint_input["data"]
-            body = base64.b64decode(data) if endpoint_input.get("encoding", "").upper() == "BASE64" else data.encode()
-            parsed = parse_body(body, endpoint_input.get("observedContentType", ""), feature_schema)
-        except (KeyError, TypeError, ValueError, RequestError):
+            parsed = captures.parse_request(record, feature_schema)
+        except captures.UNREADABLE:
             unreadable += 1
             continue
         frames.append(parsed.to_frame(feature_schema))
