@@ -727,6 +727,16 @@ class EmbeddedStack:
             return 200, {"fired": self.fire_schedule(args.get("rule"))}
         if method == "POST" and path == "/_local/events/redeliver":
             return 200, {"redelivered": self.redeliver(str(args.get("key", "")))}
+        if method == "POST" and path == "/_local/functions/invoke":
+            # `aws lambda invoke` (a manual retrain) is not routed to these functions: this is its stand-in.
+            name = str(args.get("function", ""))
+            fn = self.functions.lookup(name.split(":")[0] if ":function:" not in name else name) if self.functions else None
+            if fn is None:
+                return 404, {"error": f"no function {args.get('function')!r}"}
+            try:
+                return 200, {"result": fn.invoke(args.get("payload") or {}, source="manual")}
+            except FunctionError as exc:
+                return 200, {"error": exc.error}
         if method == "POST" and path == "/_local/idle":
             return 200, {"idle": self.wait_idle(float(args.get("timeout", 120))), "busy": self.busy()}
         if method == "GET" and path == "/_local/state":

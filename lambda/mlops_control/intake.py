@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from . import clients, jobs
 from .events import ObjectCreated
-from .ledger import Claim, Ledger
+from .ledger import Claim, Ledger, now_iso
 from .notify import announce, put_metrics, report_metrics
 from .runtime import exactly_once, once_per_job
 from .settings import Settings
@@ -281,9 +281,11 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
                 return {"status": "validated", "training": "not_requested", "superseded_by": newer.get("version_id")}
             _copy_once(bucket, key, version, target, identity=version or source.get("etag"))
             _keep_newest(ledger, source, target)
-            # What the training window counts (rows per validated file), committed with the verdict.
-            ledger.stage_state(VALIDATED_FILES, target, {"rows": int(report.get("rows") or 0), "job": job,
-                                                         "source_version": version, "file": uri})
+            # What the training window counts (rows per validated file): written now, because the run requested
+            # below takes its snapshot before this verdict's unit commits (idempotent: a retry writes the same).
+            ledger.put_state(VALIDATED_FILES, target, {"rows": int(report.get("rows") or 0), "job": job,
+                                                       "source_version": version, "file": uri,
+                                                       "validated_at": now_iso()})
             if report.get("accepted_shift"):
                 details["accepted_shift"] = True
             details["shifts"] = (report.get("shifts") or [])[:20]

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from . import clients, jobs
-from .ledger import Ledger, now_iso
+from .ledger import Ledger, from_item, now_iso
 from .settings import Settings
 
 SLOT = ("pipeline", "training")
@@ -259,15 +259,20 @@ def take_snapshot(settings: Settings, ledger: Ledger, now: float | None = None) 
         if not page.get("IsTruncated"):
             break
         kwargs.update(KeyMarker=page.get("NextKeyMarker"), VersionIdMarker=page.get("NextVersionIdMarker"))
-    rows = validated_rows(ledger) if listed else {}
+    registered = validated_files(ledger) if listed else {}
+    for item in listed:
+        item["validated_at"] = (registered.get(item["key"]) or {}).get("validated_at", "")
+    rows = {key: entry["rows"] for key, entry in registered.items() if "rows" in entry}
     return select_window(listed, rows, settings.training_window_days, settings.training_window_max_rows, moment)
 
 
 def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int, max_rows: int,
                   now: float) -> Snapshot:
     """Newest first: files within `days` (0: any age), then up to `max_rows` rows (0: no limit). The newest
-    file is always in, so a window never starves a run; a file whose row count is unknown counts as 0 rows."""
-    newest_first = sorted(listed, key=lambda i: (i.get("modified") or 0, i["key"]), reverse=True)
+    file is always in, so a window never starves a run; a file whose row count is unknown counts as 0 rows.
+    S3 times have whole seconds: files validated within one second are ordered by when they were validated."""
+    newest_first = sorted(listed, key=lambda i: (i.get("modified") or 0, i.get("validated_at") or "", i["key"]),
+                          reverse=True)
     chosen: list[dict[str, Any]] = []
     total, known = 0, True
     for item in newest_first:
@@ -277,7 +282,7 @@ def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int,
         known &= count is not None
         if max_rows and chosen and total + (count or 0) > max_rows:
             break
-        chosen.append({k: v for k, v in item.items() if k != "modified"} | {"rows": count})
+        chosen.append({k: v for k, v in item.items() if k not in ("modified", "validated_at")} | {"rows": count})
         total += count or 0
     lines = sorted(f"{i['key']}\x1f{i.get('version') or i.get('etag') or ''}" for i in chosen)
     fingerprint = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
@@ -285,18 +290,18 @@ def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int,
     return Snapshot(chosen, fingerprint, total if known else None, window, left_out=len(listed) - len(chosen))
 
 
-def validated_rows(ledger: Ledger) -> dict[str, int]:
-    """Rows per validated key, as validation counted them."""
-    counts, kwargs = {}, {"TableName": ledger.table, "KeyConditionExpression": "pk = :p",
-                          "ExpressionAttributeValues": {":p": {"S": VALIDATED_FILES}},
-                          "ProjectionExpression": "sk, #r", "ExpressionAttributeNames": {"#r": "rows"}}
+def validated_files(ledger: Ledger) -> dict[str, dict]:
+    """Per validated key: its rows as validation counted them, and when it was validated."""
+    files, kwargs = {}, {"TableName": ledger.table, "KeyConditionExpression": "pk = :p",
+                         "ExpressionAttributeValues": {":p": {"S": VALIDATED_FILES}},
+                         "ProjectionExpression": "sk, #r, validated_at", "ExpressionAttributeNames": {"#r": "rows"}}
     while True:
         page = ledger.client.query(**kwargs)
         for item in page.get("Items", []):
-            if "rows" in item:
-                counts[item["sk"]["S"]] = int(item["rows"]["N"])
+            entry = from_item(item) or {}
+            files[str(entry.pop("sk"))] = entry
         if "LastEvaluatedKey" not in page:
-            return counts
+            return files
         kwargs["ExclusiveStartKey"] = page["LastEvaluatedKey"]
 
 

@@ -87,11 +87,13 @@ class RunningStack:
         return endpoint["EndpointConfigName"] if endpoint["EndpointStatus"] == "InService" else None
 
 
-def generate(path: Path, rows: int, seed: int, target: str, drift: bool = False) -> Path:
+def generate(path: Path, rows: int, seed: int, target: str, drift: bool = False, concept_shift: bool = False) -> Path:
     cmd = [sys.executable, "-m", "ml_pipeline.sample_data", "--rows", str(rows), "--seed", str(seed),
            "--target", target, "--out", str(path)]
     if drift:
         cmd.append("--drift")
+    if concept_shift:
+        cmd.append("--concept-shift")
     subprocess.run(cmd, check=True, capture_output=True)
     return path
 
@@ -109,8 +111,12 @@ def stack(tmp_path_factory):
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_HEALTH_TIMEOUT": "60",
            # Alarms are evaluated only on the test's explicit ticks, so each transition is observed.
            "LOCAL_ALARM_INTERVAL": "86400"}
+    # A strict column and a training window, so that the retraining tests can show both (test_e2e_retraining),
+    # and no retrain cooldown: each test's alarm is its own request (the cooldown has its own tests in
+    # tests/lambdas; here it would make a test depend on the alarms of the tests before it).
     proc = subprocess.Popen([sys.executable, "-m", "local", "--state-dir", str(state_dir), "-v", "up",
-                             "--cdk-out", str(state_dir / "cdk.out"), "-c", "stage=dev"],
+                             "--cdk-out", str(state_dir / "cdk.out"), "-c", "stage=dev", "-c", "strict_columns=region",
+                             "-c", "training_window_max_rows=3000", "-c", "retrain_cooldown_seconds=0"],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while not (state_dir / "ready").exists():

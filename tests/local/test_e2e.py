@@ -138,13 +138,21 @@ def test_malformed_file_is_quarantined_with_a_report_and_the_old_model_keeps_ser
     assert len(_predict(stack, body)) == 200
 
 
-def test_drift_fires_the_alarm_once_and_one_retrain_deploys_a_new_model(stack, first_model, sample):
+def test_an_upload_that_raises_the_drift_alarm_trains_once_not_twice(stack, first_model, sample):
+    """The drifted upload's own validation starts a run on it; the drift alarm the same validation raised finds
+    exactly that data in training (issue 14): one run, a record and a message instead of a second run."""
     target = first_model["target"]
+    sm, prefix = stack.client("sagemaker"), stack.env["NAME_PREFIX"]
+
+    def runs():
+        return sm.list_training_jobs(NameContains=f"{prefix}-train-", MaxResults=100)["TrainingJobSummaries"]
+
+    before = len(runs())
     drifted = sample(first_model["work"] / "drifted.csv", 1000, seed=11, target=target, drift=True)
     stack.client("s3").upload_file(str(drifted), stack.output("DataBucketName"), "incoming/drifted.csv")
     stack.control("POST", "idle", {"timeout": 300})
     served_before_alarm = stack.live_config()
-    alarm = f"{stack.env['NAME_PREFIX']}-data-drift"
+    alarm = f"{prefix}-data-drift"
     states = stack.control("POST", "alarms/evaluate")["alarms"]
     assert states[alarm] == "ALARM", states
     stack.control("POST", "alarms/evaluate")  # still ALARM: no new transition, no second action
@@ -152,16 +160,23 @@ def test_drift_fires_the_alarm_once_and_one_retrain_deploys_a_new_model(stack, f
     retrain_calls = [i for i in stack.control("GET", "state")["invocations"]["handlers.retrain.handler"]
                      if i["source"].startswith("alarm:")]
     assert len(retrain_calls) == 1, retrain_calls
-    requested = [r for r in stack.ledger() if r["decision"] == "retrain_requested"]
-    assert len(requested) == 1, requested
+    assert len(runs()) == before + 1
+    assert [r for r in stack.ledger() if r["decision"] == "retrain_requested"] == []
+    [skipped] = [r for r in stack.ledger() if r["decision"] == "retrain_skipped_no_new_data"]
+    [run] = [r["job"] for r in stack.ledger() if r["decision"] == "training_started"
+             and "drifted.csv" in str((r.get("details") or {}).get("trigger"))]
+    assert skipped["details"]["same_as"] == run  # the alarm found the upload's own run
     notices = [json.loads(line) for line in (stack.state_dir / "logs" / "sns.log").read_text().splitlines()]
     assert [n for n in notices if (n["subject"] or "").startswith(f'ALARM: "{alarm}"')], "no SNS alarm notification"
-    config = stack.wait_for("the retrained model serving", lambda: (c := stack.live_config()) not in (None, served_before_alarm) and c)
-    assert config != first_model["config"]
+    assert [n for n in notices if "labeled data needed" in (n["subject"] or "")], "no request for labels"
+    # That one run was judged against the production model on the drifted rows, whatever the verdict.
+    [gate] = [r for r in stack.ledger() if r["decision"] in ("gate_passed", "gated_out") and r.get("job") == run]
+    assert gate["details"]["basis"] == "new rows" and gate["details"]["rows"] >= 30, gate
+    if gate["decision"] == "gated_out":  # not better where the data is now: the production model keeps serving
+        assert stack.live_config() == served_before_alarm
     holdout = sample(first_model["work"] / "holdout2.csv", 100, seed=123, target=target)
     body, labels = _features_and_labels(holdout, target)
     assert len(_predict(stack, body)) == len(labels)
-
 
 
 def test_the_aws_cli_works_unchanged_against_both_endpoints(stack, first_model, sample, tmp_path):
@@ -198,7 +213,7 @@ def test_the_monitor_schedule_runs_a_monitoring_job_over_the_captured_requests(s
     stack.control("POST", "idle", {"timeout": 180})
     sm = stack.client("sagemaker")
     jobs = sm.list_processing_jobs(NameContains=f"{prefix}-mon-")["ProcessingJobSummaries"]
-    assert len(jobs) == 1, jobs
+    assert len(jobs) == 1, jobs  # the first tick of this stack
     job = sm.describe_processing_job(ProcessingJobName=jobs[0]["ProcessingJobName"])
     assert job["ProcessingJobStatus"] == "Completed", job.get("FailureReason")
     report = job["ProcessingOutputConfig"]["Outputs"][0]["S3Output"]["S3Uri"].rstrip("/") + "/report.json"

@@ -6,6 +6,10 @@
 `--drift` shifts feature distributions (shorter tenure, higher charges, more support calls, mostly
 month-to-month contracts paid by electronic check) while staying inside the reference ranges and category
 sets: the drifted file passes validation but scores high drift.
+
+`--concept-shift` keeps the feature distributions and changes what they mean: the signs of the contract,
+tenure, charges, support-call and satisfaction effects are reversed. A model of the usual data is then
+worse than chance on it — what retraining on new labels exists for.
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ PLANS = ["basic", "standard", "premium"]
 REGIONS = ["north", "south", "east", "west"]
 
 
-def generate(rows: int, seed: int = 0, drift: bool = False, target: str = TARGET) -> pd.DataFrame:
+def generate(rows: int, seed: int = 0, drift: bool = False, target: str = TARGET,
+             concept_shift: bool = False) -> pd.DataFrame:
     """`rows` customers; target `churn` ("yes"/"no") drawn from a logistic model of the features."""
     if rows < 0:
         raise ValueError("rows must be >= 0")
@@ -54,15 +59,20 @@ def generate(rows: int, seed: int = 0, drift: bool = False, target: str = TARGET
     total = tenure * monthly * rng.uniform(0.9, 1.1, rows)
     data_gb = np.round(rng.lognormal(2.5, 0.8, rows), 2)
 
-    logit = (
-        -1.0
-        + 1.4 * (contract == "month-to-month") - 1.2 * (contract == "two-year")
+    reversible = (
+        1.4 * (contract == "month-to-month") - 1.2 * (contract == "two-year")
         - 0.05 * tenure
         + 0.025 * (monthly - 65.0)
         + 0.45 * calls
+        - 0.5 * (satisfaction - 3.0)
+    )
+    if concept_shift:  # mirrored around its mean: the same churn rate, the opposite reasons
+        reversible = 2 * np.nanmean(reversible) - reversible
+    logit = (
+        -1.0
+        + reversible
         + 0.7 * (internet == "fiber")
         + 0.6 * (payment == "electronic-check")
-        - 0.5 * (satisfaction - 3.0)
         - 0.01 * (age - 45.0)
     )
     churned = rng.random(rows) < 1.0 / (1.0 + np.exp(-logit))
@@ -95,13 +105,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rows", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--drift", action="store_true", help="shifted distributions that still pass validation")
+    parser.add_argument("--concept-shift", action="store_true",
+                        help="the same distributions, the relationship to the target reversed")
     parser.add_argument("--target", default=TARGET, help="name of the target column (default: churn)")
     parser.add_argument("--out", required=True, help="output file, .csv or .parquet")
     args = parser.parse_args(argv)
     out = Path(args.out)
     if out.suffix.lower() not in (".csv", ".parquet"):
         parser.error("--out must end in .csv or .parquet")
-    frame = generate(args.rows, args.seed, args.drift, args.target)
+    frame = generate(args.rows, args.seed, args.drift, args.target, concept_shift=args.concept_shift)
     out.parent.mkdir(parents=True, exist_ok=True)
     if out.suffix.lower() == ".parquet":
         frame.to_parquet(out, index=False)

@@ -292,3 +292,24 @@ def test_a_retried_verdict_does_not_write_the_validated_copy_again(aws):
     assert aws.s3.list_object_versions(Bucket=DATA, Prefix="validated/once.csv")["Versions"] == versions
     held = aws.s3.head_object(Bucket=DATA, Key="validated/once.csv")["Metadata"]
     assert held == {"source-version-id": up["version"]}
+
+
+def test_the_run_a_verdict_starts_counts_the_rows_of_the_file_it_just_validated(aws, monkeypatch):
+    """The training window counts rows per validated file; the run requested by a verdict must see that file's
+    rows (else a window of N rows would read it as empty and add older files)."""
+    from mlops_control import settings
+
+    monkeypatch.setenv("TRAINING_WINDOW_MAX_ROWS", "2")
+    settings.reset()
+    older, _ = _trigger(aws, "incoming/older.csv")
+    aws.put_report("val", older, PASSED)
+    _done(older)
+    newer, _ = _trigger(aws, "incoming/newer.csv")
+    aws.put_report("val", newer, PASSED)  # 2 rows: the window is full with this file alone
+    from mlops_control.training import finish_training
+    from mlops_control.ledger import Ledger
+
+    finish_training(settings.load(), Ledger(TABLE), aws.state("training")["running_job"])
+    result = _done(newer)
+    inputs = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{result['job']}/inputs.json")["Body"].read())
+    assert [i["uri"].rsplit("/", 1)[-1] for i in inputs["inputs"]] == ["newer.csv"] and inputs["rows"] == 2
