@@ -45,7 +45,7 @@ def prewarm(*services: str) -> None:
 
 
 def override(service: str, client: Any) -> None:
-    """Use this client for a service (tests: botocore Stubber; local stack: its own SageMaker shim)."""
+    """Use this client for a service (tests: botocore Stubber, or moto wrapped with what it lacks)."""
     _overrides[service] = client
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from . import clients, gate, jobs, model_digest
+from . import clients, gate, jobs, keys, model_digest
 from .ledger import Ledger, now_iso
 from .notify import announce
 from .settings import Settings
@@ -22,8 +22,8 @@ from .settings import Settings
 log = logging.getLogger("mlops_control")
 
 MODEL_SHA256_VARIABLE = "MODEL_SHA256"  # the serving container's environment (CONTRACTS.md, "Serving")
-SLOT = ("pipeline", "endpoint")
-PRODUCTION = ("pipeline", "production")
+SLOT = keys.DEPLOYMENT
+PRODUCTION = keys.PRODUCTION
 STABLE = ("InService", "Failed", "OutOfService")
 _INFLIGHT = ("inflight_config", "inflight_job", "inflight_package", "inflight_model", "inflight_since",
              "inflight_metrics", "inflight_task", "inflight_model_data_url", "inflight_requested", "previous_config",

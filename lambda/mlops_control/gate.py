@@ -4,10 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Mapping
 
-from .settings import LOWER_IS_BETTER, QualityGate
-
-_CLASSIFICATION = ("roc_auc", "accuracy", "f1", "precision", "recall")
-_REGRESSION = ("r2", "rmse", "mae")
+from .settings import CLASSIFICATION_METRICS, LOWER_IS_BETTER, REGRESSION_METRICS, QualityGate
 
 
 @dataclass(frozen=True)
@@ -29,9 +26,9 @@ class GateResult:
 def infer_task(configured: str, metrics: Mapping[str, float]) -> str:
     if configured in ("classification", "regression"):
         return configured
-    if any(m in metrics for m in _CLASSIFICATION):
+    if any(m in metrics for m in CLASSIFICATION_METRICS):
         return "classification"
-    if any(m in metrics for m in _REGRESSION):
+    if any(m in metrics for m in REGRESSION_METRICS):
         return "regression"
     return "classification"
 

@@ -6,15 +6,15 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from . import clients, jobs
+from . import clients, jobs, keys
 from .events import ObjectCreated
 from .ledger import Claim, Ledger, now_iso
 from .notify import announce, put_metrics, report_metrics
 from .runtime import exactly_once, once_per_job
 from .settings import Settings
-from .training import VALIDATED_FILES, request_training
+from .training import request_training
 
-PRODUCTION = ("pipeline", "production")
+PRODUCTION = keys.PRODUCTION
 
 
 def file_subject(bucket: str, key: str) -> str:
@@ -112,7 +112,7 @@ def _stage(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str,
             raise
         return _reject(settings, ledger, obj, subject, f"the object (version {obj.version_or_etag}) no longer "
                        "exists (deleted before processing)")
-    ledger.put_state(f"job#{job}", "meta", {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id,
+    ledger.put_state(*keys.job_meta(job), {"bucket": obj.bucket, "key": obj.key, "version_id": obj.version_id,
                                              "etag": obj.etag, "file": obj.uri, "write_order": obj.write_order})
     return _Staged(obj, size, metadata, job, f"s3://{settings.artifacts_bucket}/{staged}")
 
@@ -222,7 +222,7 @@ def read_report(settings: Settings, kind: str, job: str) -> tuple[dict | None, s
 
 
 def _source_of(settings: Settings, ledger: Ledger, job: str) -> dict | None:
-    meta = ledger.get(f"job#{job}", "meta")
+    meta = ledger.get(*keys.job_meta(job))
     if meta:
         return meta
     try:  # the ledger lost it (TTL, manual job): the job's own input says which object it read
@@ -283,7 +283,7 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
             _keep_newest(ledger, source, target)
             # What the training window counts (rows per validated file): written now, because the run requested
             # below takes its snapshot before this verdict's unit commits (idempotent: a retry writes the same).
-            ledger.put_state(VALIDATED_FILES, target, {"rows": int(report.get("rows") or 0), "job": job,
+            ledger.put_state(keys.VALIDATED_FILES, target, {"rows": int(report.get("rows") or 0), "job": job,
                                                        "source_version": version, "file": uri,
                                                        "validated_at": now_iso()})
             if report.get("accepted_shift"):
@@ -304,10 +304,6 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
         return {"status": "missing", "reason": reason}
 
 
-def _newest_validated_key(source: dict) -> tuple[str, str]:
-    return f"validated#s3://{source['bucket']}/{source['key']}", "newest"
-
-
 def _register_validated(ledger: Ledger, source: dict, job: str) -> dict | None:
     """Claim validated/<path> for this upload unless a later write of the same key already passed; returns
     that newer registration, or None. Ordered by S3's sequencer: validations finish in any order, but the
@@ -316,7 +312,7 @@ def _register_validated(ledger: Ledger, source: dict, job: str) -> dict | None:
     if not order:
         return None  # no order known (a manual event): the last to pass is copied, as before
     try:
-        ledger.update(*_newest_validated_key(source), set_values={
+        ledger.update(*keys.newest_validated(source['bucket'], source['key']), set_values={
             "write_order": order, "version_id": source.get("version_id"), "job": job,
         }, condition="attribute_not_exists(#write_order) OR #write_order <= :order",
             condition_values={":order": order})
@@ -324,7 +320,7 @@ def _register_validated(ledger: Ledger, source: dict, job: str) -> dict | None:
     except Exception as exc:  # noqa: BLE001
         if not clients.is_conditional_failure(exc):
             raise
-    return ledger.get(*_newest_validated_key(source)) or {}
+    return ledger.get(*keys.newest_validated(source['bucket'], source['key'])) or {}
 
 
 def _keep_newest(ledger: Ledger, source: dict, target: str) -> None:
@@ -332,7 +328,7 @@ def _keep_newest(ledger: Ledger, source: dict, target: str) -> None:
     again, so validated/<path> ends with the newest version whichever copy ran last."""
     if not source.get("write_order"):
         return
-    newest = ledger.get(*_newest_validated_key(source)) or {}
+    newest = ledger.get(*keys.newest_validated(source['bucket'], source['key'])) or {}
     if newest.get("write_order", "") > source["write_order"]:
         _copy_once(source["bucket"], source["key"], newest.get("version_id"), target, identity=newest.get("version_id"))
 

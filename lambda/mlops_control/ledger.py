@@ -23,10 +23,10 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from typing import Any, Mapping
 
-from . import clients
+from . import clients, keys
 
 DECISION_PREFIX = "decision#"
-OUTBOX = "outbox"
+OUTBOX = keys.OUTBOX
 # A claim must outlive the invocation that holds it, and no longer: Lambda kills an invocation at its deadline,
 # so a lease that ends just after it lets the retried delivery (≈ 1 and 3 minutes later) take the work over
 # instead of finding it "busy" until a fixed lease runs out. Callers without a Lambda context (tests, tools)

@@ -18,7 +18,10 @@ _REQUIRED = (
 )
 
 LOWER_IS_BETTER = frozenset({"rmse", "mae"})
-KNOWN_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc", "rmse", "mae", "r2")
+# The metrics the image reports, per task (a contract test checks the image and the stack config agree).
+CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
+REGRESSION_METRICS = ("rmse", "mae", "r2")
+KNOWN_METRICS = CLASSIFICATION_METRICS + REGRESSION_METRICS
 
 
 @dataclass(frozen=True)

@@ -13,9 +13,10 @@ import os
 import sys
 from typing import Iterable, TextIO
 
+from . import keys
 from .ledger import Ledger
 
-_STATE = ("pipeline", "training"), ("pipeline", "endpoint"), ("pipeline", "production"), ("pipeline", "retrain")
+_STATE = keys.TRAINING, keys.DEPLOYMENT, keys.PRODUCTION, keys.RETRAIN
 
 
 def _subject_label(pk: str) -> str:

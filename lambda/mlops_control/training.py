@@ -21,11 +21,11 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import clients, jobs
+from . import clients, jobs, keys
 from .ledger import Ledger, from_item, now_iso
 from .settings import Settings
 
-SLOT = ("pipeline", "training")
+SLOT = keys.TRAINING
 _ATTEMPTS = 8
 _RUNNING = ("running_job", "running_since", "running_trigger", "running_reason", "running_started",
             "start_lease_until", "running_after", "running_fingerprint")
@@ -163,7 +163,7 @@ def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str,
         same_as = None if force else same_data_as(ledger, snapshot.fingerprint, job)
         if same_as is None:
             write_snapshot(settings, job, snapshot)
-            champion = ledger.get(*PRODUCTION)
+            champion = ledger.get(*keys.PRODUCTION)
             try:
                 clients.get("sagemaker").create_training_job(**jobs.training_request(settings, job, snapshot, champion))
                 outcome = "training_started"
@@ -207,7 +207,7 @@ def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str,
 
 def _remember_fingerprint(ledger: Ledger, fingerprint: str, job: str) -> None:
     try:
-        ledger.update(*fingerprint_key(fingerprint), set_values={"job": job, "at": now_iso()},
+        ledger.update(*keys.fingerprint(fingerprint), set_values={"job": job, "at": now_iso()},
                       condition="attribute_not_exists(#job) OR #job = :job", condition_values={":job": job})
     except Exception as exc:  # noqa: BLE001 - another run holds this fingerprint: same_data_as saw it first
         if not clients.is_conditional_failure(exc):
@@ -222,13 +222,6 @@ def _pass_on(settings: Settings, ledger: Ledger, job: str) -> None:
 
 
 # -- the training window and its fingerprint -------------------------------------------------------------------
-def fingerprint_key(fingerprint: str) -> tuple[str, str]:
-    """The ledger item naming the run made on this exact data."""
-    return "fingerprint", fingerprint
-
-
-VALIDATED_FILES = "validated-files"  # pk of the rows each validated file holds (sk: its key under validated/)
-PRODUCTION = ("pipeline", "production")
 
 
 @dataclass(frozen=True)
@@ -293,7 +286,7 @@ def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int,
 def validated_files(ledger: Ledger) -> dict[str, dict]:
     """Per validated key: its rows as validation counted them, and when it was validated."""
     files, kwargs = {}, {"TableName": ledger.table, "KeyConditionExpression": "pk = :p",
-                         "ExpressionAttributeValues": {":p": {"S": VALIDATED_FILES}},
+                         "ExpressionAttributeValues": {":p": {"S": keys.VALIDATED_FILES}},
                          "ProjectionExpression": "sk, #r, validated_at", "ExpressionAttributeNames": {"#r": "rows"}}
     while True:
         page = ledger.client.query(**kwargs)
@@ -321,18 +314,18 @@ def write_snapshot(settings: Settings, job: str, snapshot: Snapshot) -> None:
 
 def same_data_as(ledger: Ledger, fingerprint: str, job: str | None = None) -> str | None:
     """The run (production's, the running one, or any run made) that trained on exactly this data, if any."""
-    production = ledger.get(*PRODUCTION) or {}
+    production = ledger.get(*keys.PRODUCTION) or {}
     if production.get("fingerprint") == fingerprint:
         return str(production.get("training_job"))
     slot = ledger.get(*SLOT) or {}
     if slot.get("running_fingerprint") == fingerprint and slot.get("running_job") != job:
         return str(slot.get("running_job"))
-    made = (ledger.get(*fingerprint_key(fingerprint)) or {}).get("job")
+    made = (ledger.get(*keys.fingerprint(fingerprint)) or {}).get("job")
     return str(made) if made and made != job else None
 
 
 # -- retrain (drift alarm / manual) ------------------------------------------------------------------
-RETRAIN = ("pipeline", "retrain")
+RETRAIN = keys.RETRAIN
 
 
 def retrain(settings: Settings, ledger: Ledger, source: str, alarm: str | None, state: str | None, reason: str,
