@@ -243,13 +243,17 @@ def _source_of(settings: Settings, ledger: Ledger, job: str) -> dict | None:
     return None
 
 
+def _unknown_source(settings: Settings, ledger: Ledger, job: str, status: str, what: str) -> dict:
+    reason = f"{what} job {job} finished ({status}) but the file it read is unknown"
+    ledger.record(f"job#{job}", "error", reason, job=job)
+    announce(settings, ledger, f"{what.capitalize()} result without a file", reason, {"job": job})
+    return {"status": "error", "reason": reason}
+
+
 def validation_finished(settings: Settings, ledger: Ledger, job: str, status: str, failure: str | None) -> dict:
     source = _source_of(settings, ledger, job)
     if source is None:
-        reason = f"validation job {job} finished ({status}) but the file it validated is unknown"
-        ledger.record(f"job#{job}", "error", reason, job=job)
-        announce(settings, ledger, "Validation result without a file", reason, {"job": job})
-        return {"status": "error", "reason": reason}
+        return _unknown_source(settings, ledger, job, status, "validation")
     bucket, key, version = source["bucket"], source["key"], source.get("version_id")
     subject, uri = file_subject(bucket, key), source.get("file") or f"s3://{bucket}/{key}"
     report, problem = (None, None)
@@ -424,10 +428,7 @@ def ground_truth_finished(settings: Settings, ledger: Ledger, job: str, status: 
     through the normal path as an upload (`incoming/labeled/`), so they are validated and trained on."""
     source = _source_of(settings, ledger, job)
     if source is None:
-        reason = f"ground-truth job {job} finished ({status}) but the labels file it read is unknown"
-        ledger.record(f"job#{job}", "error", reason, job=job)
-        announce(settings, ledger, "Ground truth without a labels file", reason, {"job": job})
-        return {"status": "error", "reason": reason}
+        return _unknown_source(settings, ledger, job, status, "ground-truth")
     subject, uri = file_subject(source["bucket"], source["key"]), source.get("file")
     report, problem = (read_report(settings, "gt", job) if status == "Completed"
                        else (None, f"ground-truth job {status.lower()}: {failure or 'no reason given'}"))
