@@ -46,7 +46,7 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     storage = StorageStack(app, f"{stack_name}Storage", config=config, env=env,
                            description=f"{config.prefix}: KMS key, data/artifacts buckets, ledger (stateful)")
     pipeline = PipelineStack(app, f"{stack_name}Pipeline", config=config, key=storage.key, env=env,
-                             description=f"{config.prefix}: image, SageMaker role, control-plane Lambdas, events")
+                             description=f"{config.prefix}: image, SageMaker roles, control-plane Lambdas, events")
     pipeline.add_stack_dependency(storage, "bucket and table names are referenced by name")
     serving = ServingStack(app, f"{stack_name}Serving", props=pipeline.control_plane,
                            capabilities=pipeline.capabilities, env=env,

@@ -26,14 +26,28 @@ class ConfigError(ValueError):
         self.key = key
 
 
-# CloudWatch Logs accepts only these retention periods (days).
-LOG_RETENTION_DAYS = (1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827,
-                      2192, 2557, 2922, 3288, 3653)
+# CloudWatch Logs accepts only these retention periods: days -> aws_logs.RetentionDays member name.
+LOG_RETENTION_PERIODS = MappingProxyType({
+    1: "ONE_DAY", 3: "THREE_DAYS", 5: "FIVE_DAYS", 7: "ONE_WEEK", 14: "TWO_WEEKS", 30: "ONE_MONTH",
+    60: "TWO_MONTHS", 90: "THREE_MONTHS", 120: "FOUR_MONTHS", 150: "FIVE_MONTHS", 180: "SIX_MONTHS",
+    365: "ONE_YEAR", 400: "THIRTEEN_MONTHS", 545: "EIGHTEEN_MONTHS", 731: "TWO_YEARS", 1096: "THREE_YEARS",
+    1827: "FIVE_YEARS", 2192: "SIX_YEARS", 2557: "SEVEN_YEARS", 2922: "EIGHT_YEARS", 3288: "NINE_YEARS",
+    3653: "TEN_YEARS"})
+LOG_RETENTION_DAYS = tuple(LOG_RETENTION_PERIODS)
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION_METRICS = ("r2", "rmse", "mae")
 # Keys the training Lambda sets itself from other config keys; overriding them here would fork the truth.
 RESERVED_HYPERPARAMETERS = ("target_column", "task")
 MAX_PREFIX_LENGTH = 24  # keeps P-artifacts-<account>-<region> within S3's 63 characters
+# Blue/green rollback timing (checked at synth so an alarm can always fire before the old fleet is gone).
+# SageMaker publishes endpoint metrics (Invocation5XXErrors, ModelLatency) once a minute, so an alarm period
+# is a whole number of minutes. Assumed delay between the end of a period and CloudWatch acting on it:
+# metric delivery plus the alarm's own evaluation cadence, about 2 minutes in practice (not an AWS guarantee).
+ALARM_EVALUATION_DELAY_SECONDS = 120
+# SageMaker's bounds on BlueGreenUpdatePolicy.TerminationWaitInSeconds (the bake time).
+MAX_DEPLOY_BAKE_SECONDS = 3600
+# CloudWatch: evaluation_periods x period may cover at most one day.
+MAX_ALARM_WINDOW_SECONDS = 86400
 
 _INSTANCE_TYPE = re.compile(r"^ml\.[a-z0-9]+\.[a-z0-9]+$")
 _SCHEDULE = re.compile(r"^(rate\(\d+ (minute|minutes|hour|hours|day|days)\)|cron\(.+\))$")
@@ -72,14 +86,23 @@ class StageConfig:
     api_auth: str
     api_throttle_rate_limit: float
     api_throttle_burst_limit: int
+    strict_columns: tuple[str, ...]
+    training_window_days: int
+    training_window_max_rows: int
+    training_keep_alive_seconds: int
+    gate_min_new_rows: int
     # monitoring and retraining
     drift_threshold: float
+    model_quality_threshold: float
     retrain_cooldown_seconds: int
     monitor_schedule: str
     metric_namespace: str
     alarm_5xx_threshold: int
     alarm_latency_ms: int
+    alarm_period_seconds: int
     alarm_evaluation_periods: int
+    alarm_datapoints_to_alarm: int
+    deploy_bake_seconds: int
     notification_email: str
     # control plane
     lambda_memory_mb: int
@@ -107,6 +130,18 @@ class StageConfig:
                            "threshold": self.gate_regression_threshold},
             "tolerance": self.gate_tolerance,
         }
+
+    @property
+    def model_quality_lower_is_better(self) -> bool:
+        """Whether ModelQuality (the gate metric of the production model on labels) is an error (rmse/mae):
+        only a regression stage's gate metric can be; with task `auto` the alarm reads it as a score."""
+        return self.task == "regression" and self.gate_regression_metric in ("rmse", "mae")
+
+    @property
+    def rollback_alarm_seconds(self) -> int:
+        """Worst case from the first bad request to a rollback alarm in ALARM: up to one period until the first
+        whole period starts, ``alarm_datapoints_to_alarm`` breaching periods, then CloudWatch's delay."""
+        return self.alarm_period_seconds * (self.alarm_datapoints_to_alarm + 1) + ALARM_EVALUATION_DELAY_SECONDS
 
     def __post_init__(self) -> None:
         _validate(self)
@@ -182,6 +217,17 @@ def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules re
     check("api_throttle_rate_limit", c.api_throttle_rate_limit > 0, "must be positive (requests per second)")
     check("api_throttle_burst_limit", c.api_throttle_burst_limit > 0, "must be positive")
     check("drift_threshold", c.drift_threshold > 0, "must be positive")
+    for column in c.strict_columns:
+        check("strict_columns", column == column.strip() and column != "" and "," not in column,
+              f"{column!r} must be a column name (no commas or surrounding spaces)")
+    check("training_window_days", 0 <= c.training_window_days <= 36500, "must be between 0 (no limit) and 36500")
+    check("training_window_max_rows", c.training_window_max_rows >= 0, "must be >= 0 (0: no limit)")
+    check("training_keep_alive_seconds", 0 <= c.training_keep_alive_seconds <= 3600,
+          "must be between 0 (no warm pool) and 3600 (SageMaker's KeepAlivePeriodInSeconds)")
+    check("gate_min_new_rows", c.gate_min_new_rows >= 1, "must be at least 1")
+    check("model_quality_threshold", c.model_quality_threshold > 0 if c.model_quality_lower_is_better else
+          0.0 <= c.model_quality_threshold <= 1.0,
+          "must be between 0 and 1 (the quality gate's metric of the production model on labeled requests)")
     check("retrain_cooldown_seconds", c.retrain_cooldown_seconds >= 0, "must be >= 0")
     check("monitor_schedule", bool(_SCHEDULE.match(c.monitor_schedule)),
           f"{c.monitor_schedule!r} must be an EventBridge rate(...) or cron(...) expression")
@@ -190,7 +236,21 @@ def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules re
           f"{c.metric_namespace!r} must be a custom CloudWatch namespace (not AWS/...)")
     check("alarm_5xx_threshold", c.alarm_5xx_threshold >= 1, "must be at least 1 error")
     check("alarm_latency_ms", c.alarm_latency_ms >= 1, "must be at least 1 ms")
+    check("alarm_period_seconds", c.alarm_period_seconds >= 60 and c.alarm_period_seconds % 60 == 0,
+          f"{c.alarm_period_seconds} must be a multiple of 60 (SageMaker publishes endpoint metrics per minute)")
     check("alarm_evaluation_periods", 1 <= c.alarm_evaluation_periods <= 10, "must be between 1 and 10")
+    check("alarm_evaluation_periods", c.alarm_evaluation_periods * c.alarm_period_seconds <= MAX_ALARM_WINDOW_SECONDS,
+          f"alarm_evaluation_periods x alarm_period_seconds must be at most {MAX_ALARM_WINDOW_SECONDS} s (CloudWatch)")
+    check("alarm_datapoints_to_alarm", 1 <= c.alarm_datapoints_to_alarm <= c.alarm_evaluation_periods,
+          f"must be between 1 and alarm_evaluation_periods ({c.alarm_evaluation_periods})")
+    check("deploy_bake_seconds", 0 < c.deploy_bake_seconds <= MAX_DEPLOY_BAKE_SECONDS,
+          f"must be between 1 and {MAX_DEPLOY_BAKE_SECONDS} seconds (SageMaker's TerminationWaitInSeconds)")
+    check("deploy_bake_seconds", c.rollback_alarm_seconds <= c.deploy_bake_seconds,
+          f"a bake of {c.deploy_bake_seconds} s ends before the rollback alarms can fire: they need up to "
+          f"{c.rollback_alarm_seconds} s (alarm_period_seconds {c.alarm_period_seconds} x "
+          f"(alarm_datapoints_to_alarm {c.alarm_datapoints_to_alarm} + 1 period to align) + "
+          f"{ALARM_EVALUATION_DELAY_SECONDS} s CloudWatch delay); raise deploy_bake_seconds or shorten "
+          "alarm_period_seconds / alarm_datapoints_to_alarm")
     check("notification_email", c.notification_email == "" or bool(_EMAIL.match(c.notification_email)),
           f"{c.notification_email!r} must be empty or an e-mail address")
     check("lambda_memory_mb", 128 <= c.lambda_memory_mb <= 10240, "must be between 128 and 10240")

@@ -14,12 +14,12 @@ from aws_cdk import Duration, RemovalPolicy
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
-from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_sqs as sqs
+import jsii
 from constructs import Construct
 
-from stacks.config import StageConfig
+from stacks.config import LOG_RETENTION_PERIODS, StageConfig
 from stacks.nag import ScopedPolicy, arn
 from stacks.names import VARIANT_NAME, Names
 
@@ -27,12 +27,8 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 LAMBDA_DIR = REPO_ROOT / "lambda"
 # The newest Python runtime aws-cdk-lib 2.275 knows; boto3 comes with it (no heavy SDKs in Lambda).
 LAMBDA_RUNTIME = lambda_.Runtime.PYTHON_3_14
-RETENTION = {days: getattr(logs.RetentionDays, name) for days, name in (
-    (1, "ONE_DAY"), (3, "THREE_DAYS"), (5, "FIVE_DAYS"), (7, "ONE_WEEK"), (14, "TWO_WEEKS"), (30, "ONE_MONTH"),
-    (60, "TWO_MONTHS"), (90, "THREE_MONTHS"), (120, "FOUR_MONTHS"), (150, "FIVE_MONTHS"), (180, "SIX_MONTHS"),
-    (365, "ONE_YEAR"), (400, "THIRTEEN_MONTHS"), (545, "EIGHTEEN_MONTHS"), (731, "TWO_YEARS"),
-    (1096, "THREE_YEARS"), (1827, "FIVE_YEARS"), (2192, "SIX_YEARS"), (2557, "SEVEN_YEARS"),
-    (2922, "EIGHT_YEARS"), (3288, "NINE_YEARS"), (3653, "TEN_YEARS"))}
+# CloudWatch Logs' retention periods, by their number of days (the config accepts exactly these).
+RETENTION = {days: getattr(logs.RetentionDays, name) for days, name in LOG_RETENTION_PERIODS.items()}
 
 
 def lambda_code() -> lambda_.Code:
@@ -47,6 +43,15 @@ def log_group(scope: Construct, construct_id: str, *, name: str, config: StageCo
 
 
 @dataclass(frozen=True, kw_only=True)
+class SageMakerRoleArns:
+    """The execution roles the control plane passes to SageMaker, one per kind of work."""
+
+    training: str     # training jobs: read validated data, write models/
+    processing: str   # validation and monitoring jobs (untrusted input): read their inputs, write reports/
+    model: str        # the endpoint's models: read the model artifact, write captured requests
+
+
+@dataclass(frozen=True, kw_only=True)
 class ControlPlaneProps:
     """What every control-plane function needs, whichever stack it lives in."""
 
@@ -55,12 +60,12 @@ class ControlPlaneProps:
     environment: dict[str, str]
     dead_letter_queue: sqs.IQueue
     key: kms.IKey
-    sagemaker_role_arn: str
+    sagemaker_roles: SageMakerRoleArns
     topic_arn: str
 
 
 def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str, image_uri: str,
-                              sagemaker_role_arn: str, topic_arn: str) -> dict[str, str]:
+                              sagemaker_roles: SageMakerRoleArns, topic_arn: str) -> dict[str, str]:
     """The environment variables of CONTRACTS.md, identical on every function."""
     return {
         "NAME_PREFIX": config.prefix,
@@ -70,7 +75,9 @@ def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str
         "NOTIFY_TOPIC_ARN": topic_arn,
         "KMS_KEY_ARN": key_arn,
         "IMAGE_URI": image_uri,
-        "SAGEMAKER_ROLE_ARN": sagemaker_role_arn,
+        "TRAINING_ROLE_ARN": sagemaker_roles.training,
+        "PROCESSING_ROLE_ARN": sagemaker_roles.processing,
+        "MODEL_ROLE_ARN": sagemaker_roles.model,
         "ENDPOINT_NAME": names.endpoint,
         "MODEL_PACKAGE_GROUP": names.model_package_group,
         "TARGET_COLUMN": config.target_column,
@@ -87,6 +94,12 @@ def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str
         "DRIFT_THRESHOLD": str(config.drift_threshold),
         "RETRAIN_COOLDOWN_SECONDS": str(config.retrain_cooldown_seconds),
         "ROLLBACK_ALARM_NAMES": ",".join(names.rollback_alarms),
+        "DEPLOY_BAKE_SECONDS": str(config.deploy_bake_seconds),
+        "STRICT_COLUMNS": ",".join(config.strict_columns),
+        "TRAINING_WINDOW_DAYS": str(config.training_window_days),
+        "TRAINING_WINDOW_MAX_ROWS": str(config.training_window_max_rows),
+        "TRAINING_KEEP_ALIVE_SECONDS": str(config.training_keep_alive_seconds),
+        "GATE_MIN_NEW_ROWS": str(config.gate_min_new_rows),
         "DATA_CAPTURE_PERCENT": str(config.data_capture_percent),
         "METRIC_NAMESPACE": config.metric_namespace,
         "MAX_RUNTIME_SECONDS": str(config.max_runtime_seconds),
@@ -95,6 +108,26 @@ def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str
 
 
 LIVE_ALIAS = "live"
+
+
+@jsii.implements(lambda_.IDestination)
+class DeadLetterDestination:
+    """The on-failure destination of an asynchronous invocation: the dead-letter queue. CDK's SqsDestination grants
+    sqs:GetQueueAttributes/GetQueueUrl and every kms:Encrypt/ReEncrypt*/GenerateDataKey* variant, none of which
+    Lambda uses to deliver a failed event: it sends the message as the function's role (sqs:SendMessage here; the
+    queue key's kms:GenerateDataKey and kms:Decrypt are in every function's key statement)."""
+
+    def __init__(self, queue: sqs.IQueue, policy: ScopedPolicy) -> None:
+        self.queue = queue
+        self.policy = policy
+        self._granted = False
+
+    def bind(self, _scope: Construct, _fn: lambda_.IFunction, *,
+             type: lambda_.DestinationType | None = None) -> lambda_.DestinationConfig:  # noqa: A002 - jsii's name
+        if not self._granted:  # the function and its alias both bind it
+            self.policy.allow(actions=["sqs:SendMessage"], resources=[self.queue.queue_arn])
+            self._granted = True
+        return lambda_.DestinationConfig(destination=self.queue.queue_arn)
 
 
 class ControlPlaneFunction(Construct):
@@ -107,17 +140,19 @@ class ControlPlaneFunction(Construct):
 
     def __init__(self, scope: Construct, construct_id: str, *, props: ControlPlaneProps, short_name: str,
                  handler: str, description: str, reserved_concurrency: int,
-                 timeout: Duration | None = None, published: bool = True) -> None:
+                 timeout: Duration | None = None, published: bool = True, role_name: str | None = None) -> None:
         super().__init__(scope, construct_id)
         config, names = props.config, props.names
         self.function_name = names.function(short_name)
+        # A role_name only where another stack must name this role (a bucket policy); otherwise generated.
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
-                             description=f"{self.function_name}: {description}")
+                             role_name=role_name, description=f"{self.function_name}: {description}")
         self.policy = ScopedPolicy(self.role)
         self.log_group = log_group(self, "Logs", name=f"/aws/lambda/{self.function_name}", config=config,
                                    key=props.key)
         self.policy.allow(actions=["logs:CreateLogStream", "logs:PutLogEvents"],
                           resources=[self.log_group.log_group_arn])
+        self._dead_letters = DeadLetterDestination(props.dead_letter_queue, self.policy)
         self.function = lambda_.Function(
             self, "Function", function_name=self.function_name, description=description,
             runtime=LAMBDA_RUNTIME, architecture=lambda_.Architecture.ARM_64,
@@ -138,174 +173,222 @@ class ControlPlaneFunction(Construct):
             self.target = self.alias
         self.policy.acknowledge_wildcard("Resource::*", "X-Ray PutTraceSegments/PutTelemetryRecords (active "
                                          "tracing) support no resource-level permissions.")
-        for action in ("kms:ReEncrypt*", "kms:GenerateDataKey*"):
-            self.policy.acknowledge_wildcard(
-                f"Action::{action}", "CDK's grant for sending to the KMS-encrypted dead-letter queue (on-failure "
-                                     "destination); limited to the one stage key.")
         self._common_permissions(props)
 
-    @staticmethod
-    def _async_options(props: ControlPlaneProps) -> dict:
-        return {"on_failure": destinations.SqsDestination(props.dead_letter_queue),
+    def _async_options(self, props: ControlPlaneProps) -> dict:
+        return {"on_failure": self._dead_letters,
                 "retry_attempts": props.config.async_retry_attempts,
                 "max_event_age": Duration.seconds(props.config.async_max_event_age_seconds)}
 
     def _common_permissions(self, props: ControlPlaneProps) -> None:
         names = props.names
-        # DeleteItem releases the deployment slot/lock records; nothing scans the table but `make status`.
+        # Every function sends the notification outbox (Query, UpdateItem to lease, DeleteItem of what it sent) and
+        # commits units of work (TransactWriteItems is authorised per item: PutItem/UpdateItem); nothing scans but
+        # `make status`.
         self.policy.allow(actions=["dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem",
-                                   "dynamodb:DeleteItem", "dynamodb:Query", "dynamodb:ConditionCheckItem"],
+                                   "dynamodb:DeleteItem", "dynamodb:Query"],
                           resources=[arn("dynamodb", f"table/{names.ledger_table}")])
         self.policy.allow(actions=["sns:Publish"], resources=[props.topic_arn])
+        # The stage key: the ledger, the topic and the dead-letter queue (Decrypt, GenerateDataKey) and the key of
+        # the volumes of the SageMaker work every function starts (DescribeKey before its grant).
         self.policy.allow(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                           resources=[props.key.key_arn])
-        # The model artifacts and reports the decisions are made from.
-        self.policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion"],
-                          resources=[arn("s3", f"{names.artifacts_bucket}/*", region=False, account=False)],
-                          why="Models, reports and captured data are objects with generated keys in the "
-                              "artifacts bucket; read-only.")
-        self.policy.allow(actions=["s3:ListBucket"],
-                          resources=[arn("s3", names.artifacts_bucket, region=False, account=False)])
 
 
 class Capabilities:
     """Permission sets, each named after what the holder does. Wildcards appear only where a name is
-    generated at run time from a fixed prefix, and every one says why."""
+    generated at run time from a fixed prefix, and every one says why. tests/stacks/test_iam_coverage.py checks
+    that each function's calls need every grant it holds, and that every call is granted."""
 
-    def __init__(self, *, names: Names, config: StageConfig, sagemaker_role_arn: str, key: kms.IKey) -> None:
+    def __init__(self, *, names: Names, config: StageConfig, sagemaker_roles: SageMakerRoleArns,
+                 key: kms.IKey) -> None:
         self.names = names
         self.config = config
-        self.sagemaker_role_arn = sagemaker_role_arn
+        self.sagemaker_roles = sagemaker_roles
         self.key = key
 
     def _sm(self, resource: str) -> str:
         return arn("sagemaker", resource)
 
-    def pass_sagemaker_role(self, policy: ScopedPolicy) -> None:
-        policy.allow(actions=["iam:PassRole"], resources=[self.sagemaker_role_arn],
+    @staticmethod
+    def _s3(resource: str) -> str:
+        return arn("s3", resource, region=False, account=False)
+
+    @staticmethod
+    def _pass_role(policy: ScopedPolicy, role_arn: str) -> None:
+        """One statement per role, so each function may pass exactly the roles of the work it starts."""
+        policy.allow(actions=["iam:PassRole"], resources=[role_arn],
                      conditions={"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}})
 
-    def _start_jobs(self, policy: ScopedPolicy, kind: str, prefixes: tuple[str, ...]) -> None:
-        jobs = [self._sm(f"{kind}-job/{p}*") for p in prefixes]
-        policy.allow(actions=[f"sagemaker:Create{kind.capitalize()}Job", f"sagemaker:Describe{kind.capitalize()}Job",
-                              "sagemaker:AddTags"],
-                     resources=jobs,
-                     why=f"{kind} job names are generated per run from the fixed prefix(es) {', '.join(prefixes)} "
-                         "(CONTRACTS.md); the wildcard covers only this stage's jobs.")
-        self.pass_sagemaker_role(policy)
-        # Volumes and outputs are encrypted with the stage key; SageMaker needs a grant for the job's lifetime.
+    def _volume_key(self, policy: ScopedPolicy) -> None:
+        # Volumes and outputs are encrypted with the stage key; SageMaker needs a grant for the work's lifetime.
         policy.allow(actions=["kms:CreateGrant"], resources=[self.key.key_arn],
                      conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
 
+    def _start_jobs(self, policy: ScopedPolicy, kind: str, prefixes: tuple[str, ...]) -> None:
+        policy.allow(actions=[f"sagemaker:Create{kind.capitalize()}Job", "sagemaker:AddTags"],
+                     resources=[self._sm(f"{kind}-job/{p}*") for p in prefixes],
+                     why=f"{kind} job names are generated per run from the fixed prefix(es) {', '.join(prefixes)} "
+                         "(CONTRACTS.md); the wildcard covers only this stage's jobs.")
+        roles = self.sagemaker_roles
+        self._pass_role(policy, roles.processing if kind == "processing" else roles.training)
+        self._volume_key(policy)
+
+    def _artifacts_not_found(self, policy: ScopedPolicy) -> None:
+        """A missing object of the artifacts bucket answers 404 (the code's "not there yet") only with ListBucket;
+        S3 checks it without an s3:prefix, so a prefix condition would never match."""
+        policy.allow(actions=["s3:ListBucket"], resources=[self._s3(self.names.artifacts_bucket)])
+
     def start_validation(self, policy: ScopedPolicy) -> None:
         self._start_jobs(policy, "processing", (self.names.validation_job_prefix,))
-        self.read_production_model(policy)
 
     def start_monitoring(self, policy: ScopedPolicy) -> None:
-        self._start_jobs(policy, "processing", (self.names.monitor_job_prefix,))
-        self.read_production_model(policy)
+        """A monitoring job when requests were captured: the schedule lists the endpoint's capture prefix first."""
+        n = self.names
+        self._start_jobs(policy, "processing", (n.monitor_job_prefix,))
+        policy.allow(actions=["s3:ListBucket"], resources=[self._s3(n.artifacts_bucket)],
+                     conditions={"StringEquals": {"s3:prefix": f"datacapture/{n.endpoint}/"}})
+
+    def start_ground_truth(self, policy: ScopedPolicy) -> None:
+        """Labels under ground-truth/: copied for, and joined by, a ground-truth processing job."""
+        n = self.names
+        self._start_jobs(policy, "processing", (n.ground_truth_job_prefix,))
+        policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
+                              "s3:GetObjectVersionTagging"],
+                     resources=[self._s3(f"{n.data_bucket}/ground-truth/*")],
+                     why="Labels files arrive under ground-truth/ with user-chosen keys.")
+        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
+                     resources=[self._s3(f"{n.artifacts_bucket}/labels-input/*")],
+                     why="One copy per ground-truth job under labels-input/<job>/, a generated key.")
 
     def observe_processing(self, policy: ScopedPolicy) -> None:
+        """A finished job's own account of its failure, and (when the ledger lost it) which input it read."""
         policy.allow(actions=["sagemaker:DescribeProcessingJob"],
                      resources=[self._sm(f"processing-job/{self.names.validation_job_prefix}*"),
-                                self._sm(f"processing-job/{self.names.monitor_job_prefix}*")],
+                                self._sm(f"processing-job/{self.names.monitor_job_prefix}*"),
+                                self._sm(f"processing-job/{self.names.ground_truth_job_prefix}*")],
                      why="Processing job names are generated per run from this stage's fixed prefixes.")
+
+    def read_job_reports(self, policy: ScopedPolicy) -> None:
+        """report.json of validation, monitoring and ground-truth jobs; a failed file's report.html is copied next to
+        it in quarantine/ (CopyObject copies tags: the source's are read)."""
+        policy.allow(actions=["s3:GetObject", "s3:GetObjectTagging"],
+                     resources=[self._s3(f"{self.names.artifacts_bucket}/reports/*")],
+                     why="Reports have per-job keys under reports/<validation|monitor|ground-truth>/<job>/.")
+        self._artifacts_not_found(policy)
 
     def start_training(self, policy: ScopedPolicy) -> None:
         n = self.names
         self._start_jobs(policy, "training", (n.training_job_prefix,))
-        policy.allow(actions=["sagemaker:ListTrainingJobs"], resources=["*"],
-                     why="List actions have no resource-level permissions; used to coalesce runs (one at a time).")
-        # The run's input manifest: every validated file and its version (lineage).
-        policy.allow(actions=["s3:ListBucket", "s3:ListBucketVersions"],
-                     resources=[arn("s3", n.data_bucket, region=False, account=False)],
-                     conditions={"StringLike": {"s3:prefix": ["validated/", "validated/*"]}})
+        # The run's window: every validated file and its version (ListObjectVersions of exactly validated/).
+        policy.allow(actions=["s3:ListBucketVersions"], resources=[self._s3(n.data_bucket)],
+                     conditions={"StringEquals": {"s3:prefix": "validated/"}})
         self.write_model_records(policy)
 
     def write_model_records(self, policy: ScopedPolicy) -> None:
         policy.allow(actions=["s3:PutObject"],
-                     resources=[arn("s3", f"{self.names.artifacts_bucket}/models/*", region=False, account=False)],
+                     resources=[self._s3(f"{self.names.artifacts_bucket}/models/*")],
                      why="Input manifests and lineage records sit next to each run's model under models/<job>/.")
-
-    def read_production_model(self, policy: ScopedPolicy) -> None:
-        """Which model serves now (endpoint -> config -> model), to validate new data against it."""
-        n = self.names
-        policy.allow(actions=["sagemaker:DescribeEndpoint", "sagemaker:DescribeEndpointConfig",
-                              "sagemaker:DescribeModel", "sagemaker:DescribeModelPackage",
-                              "sagemaker:ListModelPackages"],
-                     resources=[self._sm(f"endpoint/{n.endpoint}"),
-                                self._sm(f"endpoint-config/{n.endpoint_config_prefix}*"),
-                                self._sm(f"model/{n.model_prefix}*"),
-                                self._sm(f"model-package-group/{n.model_package_group}"),
-                                self._sm(f"model-package/{n.model_package_group}/*")],
-                     why="Endpoint configs, models and model package versions are created per training run "
-                         "under this stage's fixed names/prefixes.")
 
     def write_data(self, policy: ScopedPolicy) -> None:
         """Register validated uploads and quarantine rejected ones; never delete (nothing is lost)."""
         n = self.names
-        policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging"],
-                     resources=[arn("s3", f"{n.data_bucket}/incoming/*", region=False, account=False)],
+        # CopyObject of the announced version copies its tags too (TaggingDirective COPY, the default).
+        policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
+                              "s3:GetObjectVersionTagging"],
+                     resources=[self._s3(f"{n.data_bucket}/incoming/*")],
                      why="Uploads arrive under incoming/ with user-chosen keys.")
         policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
-                     resources=[arn("s3", f"{n.data_bucket}/validated/*", region=False, account=False),
-                                arn("s3", f"{n.data_bucket}/quarantine/*", region=False, account=False)],
+                     resources=[self._s3(f"{n.data_bucket}/validated/*"), self._s3(f"{n.data_bucket}/quarantine/*")],
                      why="Validated and quarantined copies keep the uploaded file name under their prefix.")
-        policy.allow(actions=["s3:ListBucket"],
-                     resources=[arn("s3", n.data_bucket, region=False, account=False)])
+        # Before copying an upload to validated/, the verdict reads which upload version the copy holds (its
+        # metadata), so a retried verdict does not write the same data again.
+        policy.allow(actions=["s3:GetObject"], resources=[self._s3(f"{n.data_bucket}/validated/*")],
+                     why="Validated copies keep the uploaded file name under validated/.")
+        policy.allow(actions=["s3:ListBucket"], resources=[self._s3(n.data_bucket)])
 
     def read_uploads(self, policy: ScopedPolicy) -> None:
-        policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion"],
-                     resources=[arn("s3", f"{self.names.data_bucket}/incoming/*", region=False, account=False)],
+        # The tagging reads: CopyObject of a tagged version copies its tags (TaggingDirective COPY, the default).
+        policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
+                              "s3:GetObjectVersionTagging"],
+                     resources=[self._s3(f"{self.names.data_bucket}/incoming/*")],
                      why="Uploads arrive under incoming/ with user-chosen keys; the trigger reads size/metadata "
                          "and copies the announced version for its validation job.")
-        # Without ListBucket, HeadObject on a vanished key answers 403 instead of 404.
-        policy.allow(actions=["s3:ListBucket"], resources=[arn("s3", self.names.data_bucket, region=False, account=False)],
-                     conditions={"StringLike": {"s3:prefix": ["incoming/", "incoming/*"]}})
+        # Without ListBucket, HeadObject/CopyObject on a vanished key answers 403 instead of 404. S3 checks it for
+        # that without an s3:prefix, so a prefix condition would never match: unconditioned (it lists keys only).
+        policy.allow(actions=["s3:ListBucket"], resources=[self._s3(self.names.data_bucket)])
 
     def stage_validation_input(self, policy: ScopedPolicy) -> None:
-        """Copy the announced version of an upload to where its validation job alone reads it."""
-        policy.allow(actions=["s3:PutObject"],
-                     resources=[arn("s3", f"{self.names.artifacts_bucket}/validation-input/*", region=False,
-                                    account=False)],
+        """Copy the announced version of an upload (and its tags) to where its validation job alone reads it."""
+        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
+                     resources=[self._s3(f"{self.names.artifacts_bucket}/validation-input/*")],
                      why="One copy per validation job under validation-input/<job>/, a generated key.")
+
+    def send_labeled_rows(self, policy: ScopedPolicy) -> None:
+        """Joined labels come back as an upload under incoming/labeled/ (and are validated like any file); the copy
+        copies tags (TaggingDirective COPY, the default): the source's are read, the target's written."""
+        n = self.names
+        policy.allow(actions=["s3:GetObject", "s3:GetObjectTagging"],
+                     resources=[self._s3(f"{n.artifacts_bucket}/ground-truth/*")],
+                     why="Joined labels are written per job under ground-truth/<job>/joined/.")
+        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
+                     resources=[self._s3(f"{n.data_bucket}/incoming/labeled/*")],
+                     why="Labeled rows are named after their labels file and job under incoming/labeled/.")
 
     def publish_metrics(self, policy: ScopedPolicy) -> None:
         policy.allow(actions=["cloudwatch:PutMetricData"], resources=["*"],
                      why="PutMetricData has no resource-level permissions; the namespace condition limits it.",
                      conditions={"StringEquals": {"cloudwatch:namespace": self.config.metric_namespace}})
 
+    def find_latest_model(self, policy: ScopedPolicy) -> None:
+        """Provisioning: the latest approved package of the group, and its metadata."""
+        policy.allow(actions=["sagemaker:ListModelPackages"], resources=["*"],
+                     why="SageMaker's List actions have no resource-level permissions (API permissions reference).")
+        policy.allow(actions=["sagemaker:DescribeModelPackage"],
+                     resources=[self._sm(f"model-package/{self.names.model_package_group}/*")],
+                     why="Model package versions are numbered by SageMaker inside this stage's group.")
+
     def deploy_models(self, policy: ScopedPolicy) -> None:
-        """Gate -> register -> model -> endpoint config -> endpoint; verify, prune, autoscale, clean up."""
+        """Pin -> gate -> register -> model -> endpoint config -> endpoint; verify, prune, autoscale, clean up. One
+        statement per resource type: an action granted on another type's ARN grants nothing."""
         n = self.names
-        self.read_production_model(policy)
-        self.pass_sagemaker_role(policy)
+        self._pass_role(policy, self.sagemaker_roles.model)  # CreateModel's ExecutionRoleArn
         self.write_model_records(policy)
+        # The model artifact (its digest and metadata.json) and the run's inputs.json (lineage, fingerprint).
+        policy.allow(actions=["s3:GetObject"], resources=[self._s3(f"{n.artifacts_bucket}/models/*")],
+                     why="Model artifacts and run records have per-run keys under models/<training-job>/.")
+        self._artifacts_not_found(policy)
         policy.allow(actions=["sagemaker:DescribeTrainingJob"],
                      resources=[self._sm(f"training-job/{n.training_job_prefix}*")],
                      why="Training job names are generated per run from this stage's fixed prefix.")
-        policy.allow(actions=["sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup",
-                              "sagemaker:AddTags"],
+        policy.allow(actions=["sagemaker:CreateModelPackageGroup", "sagemaker:DescribeModelPackageGroup"],
                      resources=[self._sm(f"model-package-group/{n.model_package_group}")])
-        policy.allow(actions=["sagemaker:CreateModelPackage", "sagemaker:UpdateModelPackage", "sagemaker:AddTags"],
+        # The Service Authorization Reference lists both the package and its group for CreateModelPackage (either
+        # may be checked): granting both cannot fail.
+        policy.allow(actions=["sagemaker:CreateModelPackage"],
+                     resources=[self._sm(f"model-package-group/{n.model_package_group}"),
+                                self._sm(f"model-package/{n.model_package_group}/*")],
+                     why="Model package versions are numbered by SageMaker inside this stage's group.")
+        policy.allow(actions=["sagemaker:UpdateModelPackage"],
                      resources=[self._sm(f"model-package/{n.model_package_group}/*")],
                      why="Model package versions are numbered by SageMaker inside this stage's group.")
         policy.allow(actions=["sagemaker:CreateModel", "sagemaker:DeleteModel", "sagemaker:AddTags"],
                      resources=[self._sm(f"model/{n.model_prefix}*")],
                      why="One model per training run, named from this stage's fixed model prefix.")
-        policy.allow(actions=["sagemaker:CreateEndpointConfig", "sagemaker:DeleteEndpointConfig", "sagemaker:AddTags"],
+        policy.allow(actions=["sagemaker:CreateEndpointConfig", "sagemaker:DescribeEndpointConfig",
+                              "sagemaker:DeleteEndpointConfig", "sagemaker:AddTags"],
                      resources=[self._sm(f"endpoint-config/{n.endpoint_config_prefix}*")],
                      why="One endpoint config per deployment, named from this stage's fixed config prefix.")
-        policy.allow(actions=["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint", "sagemaker:DeleteEndpoint",
-                              "sagemaker:AddTags"],
+        policy.allow(actions=["sagemaker:CreateEndpoint", "sagemaker:UpdateEndpoint"],
                      resources=[self._sm(f"endpoint/{n.endpoint}"),
                                 self._sm(f"endpoint-config/{n.endpoint_config_prefix}*")],
                      why="CreateEndpoint/UpdateEndpoint are authorised on the endpoint config too, whose "
                          "names carry the training run.")
+        policy.allow(actions=["sagemaker:DescribeEndpoint", "sagemaker:DeleteEndpoint", "sagemaker:AddTags"],
+                     resources=[self._sm(f"endpoint/{n.endpoint}")])
         policy.allow(actions=["sagemaker:ListEndpointConfigs", "sagemaker:ListModels"], resources=["*"],
                      why="List actions have no resource-level permissions; used to prune old configs/models.")
-        policy.allow(actions=["kms:CreateGrant"], resources=[self.key.key_arn],
-                     conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
+        self._volume_key(policy)
         # Blue/green auto-rollback: SageMaker checks the alarms named in the deployment config.
         policy.allow(actions=["cloudwatch:DescribeAlarms"],
                      resources=[arn("cloudwatch", f"alarm:{a}") for a in n.rollback_alarms])
@@ -315,14 +398,14 @@ class Capabilities:
         """The endpoint may not exist at deploy time, so the deployer registers its scaling target."""
         policy.allow(actions=["application-autoscaling:RegisterScalableTarget",
                               "application-autoscaling:DeregisterScalableTarget",
-                              "application-autoscaling:PutScalingPolicy",
-                              "application-autoscaling:DeleteScalingPolicy",
-                              "application-autoscaling:DescribeScalableTargets",
-                              "application-autoscaling:DescribeScalingPolicies"],
+                              "application-autoscaling:PutScalingPolicy"],
                      resources=["*"],
                      why="Application Auto Scaling addresses targets by ServiceNamespace/ResourceId "
                          f"(endpoint/{self.names.endpoint}/variant/{VARIANT_NAME}); its scalable-target ARNs are "
                          "random ids unknown before registration.")
+        # Registering a variant, Application Auto Scaling checks that the caller may describe and scale it.
+        policy.allow(actions=["sagemaker:UpdateEndpointWeightsAndCapacities"],
+                     resources=[self._sm(f"endpoint/{self.names.endpoint}")])
         # Target tracking creates and removes its own alarms (TargetTracking-endpoint/<name>/...).
         policy.allow(actions=["cloudwatch:PutMetricAlarm", "cloudwatch:DeleteAlarms", "cloudwatch:DescribeAlarms"],
                      resources=[arn("cloudwatch", f"alarm:TargetTracking-endpoint/{self.names.endpoint}/*")],

@@ -15,6 +15,8 @@ from aws_cdk import aws_iam as iam
 from constructs import IConstruct
 
 NAG_PACK = "AwsSolutions"
+# Assembly metadata of a grant no reachable call needs, kept on purpose (tests/stacks/iam_coverage reads it).
+UNUSED_GRANT = "mlops:unused-grant"
 
 
 def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
@@ -26,6 +28,18 @@ def acknowledge(construct: IConstruct, finding: str, reason: str) -> None:
     if len(reason.strip()) < 20:
         raise ValueError(f"acknowledging {finding} needs a real reason, got {reason!r}")
     Validations.of(construct).acknowledge(Acknowledgment(id=f"{NAG_PACK}::{finding}", reason=reason))
+
+
+def acknowledge_unused_grant(construct: IConstruct, *, actions: Sequence[str], resources: Sequence[str], reason: str,
+                             principal: str | None = None) -> None:
+    """Keep a grant the IAM coverage test finds no reachable call for: one grant (actions x resources, on the role
+    or, with ``principal``, in the resource policy of ``construct``), one reason."""
+    if len(reason.strip()) < 40:  # the coverage test asks as much
+        raise ValueError(f"keeping unused grant {actions} needs a real reason, got {reason!r}")
+    data: dict[str, Any] = {"actions": list(actions), "resources": list(resources), "reason": reason}
+    if principal:
+        data["principal"] = principal
+    construct.node.add_metadata(UNUSED_GRANT, data)
 
 
 def nag_text(value: str) -> str:
@@ -68,7 +82,9 @@ class ScopedPolicy:
         acknowledge(self.role, f"AwsSolutions-IAM5[{wildcard}]", " | ".join(reasons))
 
     def allow(self, *, actions: Sequence[str], resources: Sequence[str], why: str | None = None,
-              conditions: Mapping[str, Any] | None = None, sid: str | None = None) -> iam.PolicyStatement:
+              conditions: Mapping[str, Any] | None = None, sid: str | None = None,
+              why_unused: str | None = None) -> iam.PolicyStatement:
+        """``why_unused``: the grant is kept although no reachable call needs it (the IAM coverage test)."""
         if any(a == "*" or a.endswith(":*") for a in actions):
             raise ValueError(f"service-wide action wildcards are never allowed: {actions}")
         wildcards = [f"Action::{a}" for a in actions if "*" in a]
@@ -81,4 +97,6 @@ class ScopedPolicy:
         self.role.add_to_principal_policy(statement)
         for wildcard in dict.fromkeys(wildcards):
             self.acknowledge_wildcard(wildcard, why or "")
+        if why_unused:
+            acknowledge_unused_grant(self.role, actions=actions, resources=resources, reason=why_unused)
         return statement

@@ -12,6 +12,9 @@ from dataclasses import dataclass
 from aws_cdk import Aws
 
 VARIANT_NAME = "AllTraffic"
+# The one function that copies uploads into validated/ (after their validation passed): the data bucket's
+# policy lets only its role write there.
+VALIDATED_WRITER = "processing-done"
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class Names:
         return f"{self.prefix}-mon-"
 
     @property
+    def ground_truth_job_prefix(self) -> str:
+        return f"{self.prefix}-gt-"
+
+    @property
     def endpoint_config_prefix(self) -> str:
         return f"{self.prefix}-cfg-"
 
@@ -82,6 +89,17 @@ class Names:
     def function(self, short: str) -> str:
         return f"{self.prefix}-{short}"
 
+    def function_role(self, short: str) -> str:
+        """A function role with a name other stacks can build an ARN from (IAM names are account-wide, hence
+        the region): at most 24 + 1 + len(short) + 1 + 14 characters."""
+        return f"{self.prefix}-{short}-{Aws.REGION}"
+
+    @property
+    def validated_writer_role(self) -> str:
+        """The only role the data bucket lets write under validated/. Named, not referenced: the storage stack
+        deploys before the pipeline stack and must not depend on it."""
+        return self.function_role(VALIDATED_WRITER)
+
     def rule(self, short: str) -> str:
         return f"{self.prefix}-{short}"
 
@@ -97,6 +115,10 @@ class Names:
     @property
     def alarm_drift(self) -> str:
         return f"{self.prefix}-data-drift"
+
+    @property
+    def alarm_model_quality(self) -> str:
+        return f"{self.prefix}-model-quality"
 
     @property
     def alarm_failed_jobs(self) -> str:

@@ -1,11 +1,11 @@
-"""The event-driven training pipeline: image, SageMaker role, control-plane Lambdas, EventBridge rules,
+"""The event-driven training pipeline: image, SageMaker roles, control-plane Lambdas, EventBridge rules,
 notifications and the dead-letter queue every asynchronous path ends in."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from aws_cdk import CfnOutput, Duration, Environment, IgnoreMode, Stack
+from aws_cdk import Aws, CfnOutput, Duration, Environment, IgnoreMode, Stack
 from aws_cdk import aws_ecr_assets as ecr_assets
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
@@ -18,9 +18,9 @@ from constructs import Construct
 
 from stacks.config import StageConfig
 from stacks.control_plane import (REPO_ROOT, Capabilities, ControlPlaneFunction, ControlPlaneProps,
-                                  control_plane_environment)
-from stacks.nag import ScopedPolicy, acknowledge, arn
-from stacks.names import Names
+                                  SageMakerRoleArns, control_plane_environment)
+from stacks.nag import ScopedPolicy, acknowledge, acknowledge_unused_grant, arn
+from stacks.names import VALIDATED_WRITER, Names
 
 # The build context is the repository root (CONTRACTS.md, "Image"), whitelisted by the root .dockerignore,
 # which CDK applies first. These exclusions come after it and only remove (a negation here would re-include
@@ -47,36 +47,22 @@ class ModelImage(Construct):
         self.image_uri = self.asset.image_uri
 
 
+MODEL_ARTIFACT = "models/*/output/model.tar.gz"  # SageMaker's model.tar.gz of each training job (models/<job>/)
+
+
 class SageMakerExecutionRole(Construct):
-    """The role SageMaker jobs and the endpoint run as: read the data, write artifacts, nothing else."""
+    """A role SageMaker assumes for one kind of work. Every kind pulls the one image, writes its logs and
+    SageMaker's own metrics, and uses the stage key; what it may read and write in S3 is the kind's own."""
 
     def __init__(self, scope: Construct, construct_id: str, *, names: Names, key: kms.IKey,
-                 image: ecr_assets.DockerImageAsset) -> None:
+                 image: ecr_assets.DockerImageAsset, description: str) -> None:
         super().__init__(scope, construct_id)
+        self.names = names
         self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
-                             description=f"{names.prefix}: SageMaker processing, training and endpoint")
-        policy = ScopedPolicy(self.role)
-        data, artifacts = names.data_bucket, names.artifacts_bucket
-
-        def s3(resource: str) -> str:
-            return arn("s3", resource, region=False, account=False)
-
-        policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion"],
-                     resources=[s3(f"{data}/validated/*")],
-                     why="The training channel reads every validated file, by prefix.")
-        policy.allow(actions=["s3:ListBucket"], resources=[s3(data)],
-                     conditions={"StringLike": {"s3:prefix": ["validated/*"]}})
-        policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(data), s3(artifacts)])
-        policy.allow(actions=["s3:GetObject", "s3:PutObject"],
-                     resources=[s3(f"{artifacts}/models/*"), s3(f"{artifacts}/reports/*"),
-                                s3(f"{artifacts}/datacapture/*")],
-                     why="Model artifacts, reports and captured requests have per-run keys under fixed prefixes.")
-        # Validation reads the trigger's copy of exactly the uploaded version, never incoming/ itself.
-        policy.allow(actions=["s3:GetObject"], resources=[s3(f"{artifacts}/validation-input/*")],
-                     why="Each validation job's input is a copy under validation-input/<job>/ (a generated key).")
-        policy.allow(actions=["s3:ListBucket"], resources=[s3(artifacts)],
-                     conditions={"StringLike": {"s3:prefix": ["models/*", "reports/*", "datacapture/*",
-                                                              "validation-input/*"]}})
+                             description=f"{names.prefix}: {description}")
+        self.policy = ScopedPolicy(self.role)
+        policy = self.policy
+        # The key policy delegates to IAM (account root), so these statements are all the key needs.
         policy.allow(actions=["kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                      resources=[key.key_arn])
         policy.allow(actions=["kms:CreateGrant"], resources=[key.key_arn],
@@ -93,6 +79,86 @@ class SageMakerExecutionRole(Construct):
                      conditions={"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}},
                      why="PutMetricData has no resource-level permissions; the namespace condition limits it.")
 
+    @staticmethod
+    def s3(resource: str) -> str:
+        return arn("s3", resource, region=False, account=False)
+
+    def list_prefixes(self, bucket: str, prefixes: list[str], why_unused: str | None = None) -> None:
+        """ListBucket only under the given prefixes (S3Prefix inputs list before they download)."""
+        self.policy.allow(actions=["s3:ListBucket"], resources=[self.s3(bucket)],
+                          conditions={"StringLike": {"s3:prefix": prefixes}}, why_unused=why_unused)
+
+    @property
+    def role_arn(self) -> str:
+        return self.role.role_arn
+
+
+class ProcessingExecutionRole(SageMakerExecutionRole):
+    """Validation, monitoring and ground-truth jobs. They parse untrusted files, so they can read only their
+    inputs (the trigger's copy of one upload or labels file, captured requests, the production model) and write
+    only reports and joined labels."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names, key: kms.IKey,
+                 image: ecr_assets.DockerImageAsset) -> None:
+        super().__init__(scope, construct_id, names=names, key=key, image=image,
+                         description="SageMaker validation and monitoring jobs (read inputs, write reports)")
+        artifacts, s3 = names.artifacts_bucket, self.s3
+        self.policy.allow(actions=["s3:GetObject"],
+                          resources=[s3(f"{artifacts}/validation-input/*"), s3(f"{artifacts}/labels-input/*"),
+                                     s3(f"{artifacts}/datacapture/*")],
+                          why="Each validation (ground-truth) job reads its copy under validation-input/<job>/ "
+                              "(labels-input/<job>/); monitoring and ground truth read the captured requests "
+                              "SageMaker writes under datacapture/<endpoint>/ (generated keys).")
+        # The production model (expectation suite, reference profile) is an S3Prefix input of the one key
+        # models/<job>/output/model.tar.gz: SageMaker reads every object that key starts, hence the trailing *.
+        self.policy.allow(actions=["s3:GetObject"], resources=[s3(f"{artifacts}/{MODEL_ARTIFACT}*")],
+                          why="The production model is an input: model.tar.gz (an S3Prefix of that one key) under "
+                              "models/<training-job>/output/, read-only.")
+        self.policy.allow(actions=["s3:PutObject"],
+                          resources=[s3(f"{artifacts}/reports/*"), s3(f"{artifacts}/ground-truth/*")],
+                          why="Reports go to reports/<validation|monitor|ground-truth>/<job>/, joined labels to "
+                              "ground-truth/<job>/joined/ (generated keys).")
+        self.list_prefixes(artifacts, ["validation-input/*", "labels-input/*", "datacapture/*", MODEL_ARTIFACT])
+        self.policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(artifacts)])
+
+
+class TrainingExecutionRole(SageMakerExecutionRole):
+    """Training jobs: the only SageMaker work that reads validated data and writes models."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names, key: kms.IKey,
+                 image: ecr_assets.DockerImageAsset) -> None:
+        super().__init__(scope, construct_id, names=names, key=key, image=image,
+                         description="SageMaker training jobs (read validated data, write models)")
+        data, artifacts, s3 = names.data_bucket, names.artifacts_bucket, self.s3
+        # The train channel is a ManifestFile (models/<job>/manifest.json) listing files under validated/.
+        self.policy.allow(actions=["s3:GetObject"], resources=[s3(f"{data}/validated/*")],
+                          why="The training channel's manifest lists validated files (user-chosen names).")
+        self.list_prefixes(data, ["validated/*"], why_unused=(
+            "SageMaker reads a ManifestFile channel's objects by key; its documentation does not say whether it also "
+            "lists the manifest's prefix, so the listing stays granted (the variant that cannot fail the first "
+            "training run)."))
+        # Reads its manifest and the champion model (an S3Prefix of the production model.tar.gz) under models/,
+        # writes the job's output (models/<job>/output/model.tar.gz, output.tar.gz).
+        self.policy.allow(actions=["s3:GetObject", "s3:PutObject"], resources=[s3(f"{artifacts}/models/*")],
+                          why="Model artifacts have per-run keys under models/<training-job>/.")
+        self.list_prefixes(artifacts, ["models/*"])
+        self.policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(data), s3(artifacts)])
+
+
+class ModelExecutionRole(SageMakerExecutionRole):
+    """The endpoint's models: load the model artifact; SageMaker writes captured requests with this role."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names, key: kms.IKey,
+                 image: ecr_assets.DockerImageAsset) -> None:
+        super().__init__(scope, construct_id, names=names, key=key, image=image,
+                         description="SageMaker endpoint models (read the model artifact, write data capture)")
+        artifacts, s3 = names.artifacts_bucket, self.s3
+        self.policy.allow(actions=["s3:GetObject"], resources=[s3(f"{artifacts}/{MODEL_ARTIFACT}")],
+                          why="A model's ModelDataUrl is models/<training-job>/output/model.tar.gz; read-only.")
+        self.policy.allow(actions=["s3:PutObject"], resources=[s3(f"{artifacts}/datacapture/*")],
+                          why="Data capture writes datacapture/<endpoint>/<variant>/<date>/... (generated keys).")
+        self.policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(artifacts)])
+
 
 class PipelineStack(Stack):
     """Upload -> validate -> train -> deploy, driven by EventBridge."""
@@ -104,11 +170,26 @@ class PipelineStack(Stack):
         self.names = names
 
         self.image = ModelImage(self, "ModelImage", config=config)
-        self.sagemaker_role = SageMakerExecutionRole(self, "SageMakerExecution", names=names, key=key,
-                                                     image=self.image.asset).role
+        role_props = {"names": names, "key": key, "image": self.image.asset}
+        # The training role keeps the construct id of the single role it replaced (so its logical id, ARN and
+        # export): the serving and monitoring stacks import that export, and CloudFormation refuses to remove an
+        # export still in use while it updates this stack first.
+        self.training_role = TrainingExecutionRole(self, "SageMakerExecution", **role_props)
+        self.processing_role = ProcessingExecutionRole(self, "SageMakerProcessing", **role_props)
+        self.model_role = ModelExecutionRole(self, "SageMakerModel", **role_props)
+        sagemaker_roles = SageMakerRoleArns(training=self.training_role.role_arn,
+                                            processing=self.processing_role.role_arn,
+                                            model=self.model_role.role_arn)
 
         self.topic = sns.Topic(self, "Notifications", topic_name=names.topic, master_key=key, enforce_ssl=True,
                                display_name=f"{names.prefix} notifications")
+        # enforce_ssl replaces SNS's default topic policy, which let the account's alarms publish: this stage's
+        # alarms (names start with P-) may, on behalf of this account only.
+        self.topic.add_to_resource_policy(iam.PolicyStatement(
+            sid="AllowThisStagesAlarms", principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+            actions=["sns:Publish"], resources=[self.topic.topic_arn],
+            conditions={"ArnLike": {"aws:SourceArn": arn("cloudwatch", f"alarm:{names.prefix}-*")},
+                        "StringEquals": {"aws:SourceAccount": Aws.ACCOUNT_ID}}))
         if config.notification_email:
             self.topic.add_subscription(subscriptions.EmailSubscription(config.notification_email))
 
@@ -122,18 +203,20 @@ class PipelineStack(Stack):
 
         environment = control_plane_environment(
             config=config, names=names, key_arn=key.key_arn, image_uri=self.image.image_uri,
-            sagemaker_role_arn=self.sagemaker_role.role_arn, topic_arn=self.topic.topic_arn)
+            sagemaker_roles=sagemaker_roles, topic_arn=self.topic.topic_arn)
         self.control_plane = ControlPlaneProps(
             config=config, names=names, environment=environment, dead_letter_queue=self.dead_letters, key=key,
-            sagemaker_role_arn=self.sagemaker_role.role_arn, topic_arn=self.topic.topic_arn)
-        self.capabilities = Capabilities(names=names, config=config,
-                                         sagemaker_role_arn=self.sagemaker_role.role_arn, key=key)
+            sagemaker_roles=sagemaker_roles, topic_arn=self.topic.topic_arn)
+        self.capabilities = Capabilities(names=names, config=config, sagemaker_roles=sagemaker_roles, key=key)
         caps = self.capabilities
 
         def function(construct_id: str, short: str, handler: str, description: str, reserved: int,
                      grants: list[Callable[[ScopedPolicy], None]]) -> ControlPlaneFunction:
+            # The data bucket's policy names the role of the function that writes validated/ (storage stack).
+            role_name = names.validated_writer_role if short == VALIDATED_WRITER else None
             fn = ControlPlaneFunction(self, construct_id, props=self.control_plane, short_name=short,
-                                      handler=handler, description=description, reserved_concurrency=reserved)
+                                      handler=handler, description=description, reserved_concurrency=reserved,
+                                      role_name=role_name)
             for grant in grants:
                 grant(fn.policy)
             return fn
@@ -141,12 +224,14 @@ class PipelineStack(Stack):
         fan_in = config.lambda_reserved_concurrency
         # Deployment steps run one at a time: two deployers racing on one endpoint is never useful.
         self.trigger = function("Trigger", "trigger", "handlers.trigger.handler",
-                                "Upload under incoming/: cheap checks, de-duplication, start validation",
-                                fan_in, [caps.start_validation, caps.read_uploads, caps.stage_validation_input])
+                                "Upload under incoming/ or ground-truth/: cheap checks, de-duplication, start the job",
+                                fan_in, [caps.start_validation, caps.start_ground_truth, caps.read_uploads,
+                                         caps.stage_validation_input])
         self.processing_done = function(
-            "ProcessingDone", "processing-done", "handlers.processing_done.handler",
-            "Validation/monitor job finished: metrics, validated/ or quarantine/, start training",
-            fan_in, [caps.observe_processing, caps.write_data, caps.publish_metrics, caps.start_training])
+            "ProcessingDone", VALIDATED_WRITER, "handlers.processing_done.handler",
+            "Validation/monitor/ground-truth job finished: metrics, validated/ or quarantine/, start training",
+            fan_in, [caps.observe_processing, caps.read_job_reports, caps.write_data, caps.publish_metrics,
+                     caps.start_training, caps.send_labeled_rows])
         self.training_done = function(
             "TrainingDone", "training-done", "handlers.training_done.handler",
             "Training job finished: quality gate, register, model, endpoint config, endpoint",
@@ -159,19 +244,21 @@ class PipelineStack(Stack):
             "MonitorSchedule", "monitor-schedule", "handlers.monitor_schedule.handler",
             "Scheduled: start the drift-monitoring job over captured requests", 1, [caps.start_monitoring])
 
-        self.rules = EventRouting(self, "Events", config=config, names=names, pipeline=self)
+        self.rules = EventRouting(self, "Events", config=config, names=names, pipeline=self, key=key)
 
         CfnOutput(self, "NotificationTopicArn", value=self.topic.topic_arn)
         CfnOutput(self, "DeadLetterQueueUrl", value=self.dead_letters.queue_url)
         CfnOutput(self, "ImageUri", value=self.image.image_uri)
-        CfnOutput(self, "SageMakerRoleArn", value=self.sagemaker_role.role_arn)
+        CfnOutput(self, "TrainingRoleArn", value=self.training_role.role_arn)
+        CfnOutput(self, "ProcessingRoleArn", value=self.processing_role.role_arn)
+        CfnOutput(self, "ModelRoleArn", value=self.model_role.role_arn)
 
 
 class EventRouting(Construct):
     """EventBridge rules, each filtered to this stage's bucket prefix, job prefixes or endpoint."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, names: Names,
-                 pipeline: PipelineStack) -> None:
+                 pipeline: PipelineStack, key: kms.IKey) -> None:
         super().__init__(scope, construct_id)
         dlq = pipeline.dead_letters
 
@@ -181,10 +268,11 @@ class EventRouting(Construct):
 
         self.upload = events.Rule(
             self, "Upload", rule_name=names.rule("upload"),
-            description="Object created under incoming/ in the data bucket -> trigger",
+            description="Object created under incoming/ or ground-truth/ in the data bucket -> trigger",
             event_pattern=events.EventPattern(
                 source=["aws.s3"], detail_type=["Object Created"],
-                detail={"bucket": {"name": [names.data_bucket]}, "object": {"key": [{"prefix": "incoming/"}]}}),
+                detail={"bucket": {"name": [names.data_bucket]},
+                        "object": {"key": [{"prefix": "incoming/"}, {"prefix": "ground-truth/"}]}}),
             targets=[to_lambda(pipeline.trigger)])
         self.processing = events.Rule(
             self, "ProcessingJobs", rule_name=names.rule("processing-jobs"),
@@ -192,7 +280,8 @@ class EventRouting(Construct):
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"], detail_type=["SageMaker Processing Job State Change"],
                 detail={"ProcessingJobName": [{"prefix": names.validation_job_prefix},
-                                              {"prefix": names.monitor_job_prefix}],
+                                              {"prefix": names.monitor_job_prefix},
+                                              {"prefix": names.ground_truth_job_prefix}],
                         "ProcessingJobStatus": JOB_TERMINAL_STATES}),
             targets=[to_lambda(pipeline.processing_done)])
         self.training = events.Rule(
@@ -224,9 +313,18 @@ class EventRouting(Construct):
                 detail_type=["SageMaker Processing Job State Change", "SageMaker Training Job State Change"],
                 detail={"$or": [
                     {"ProcessingJobName": [{"prefix": names.validation_job_prefix},
-                                           {"prefix": names.monitor_job_prefix}],
+                                           {"prefix": names.monitor_job_prefix},
+                                           {"prefix": names.ground_truth_job_prefix}],
                      "ProcessingJobStatus": ["Failed"]},
                     {"TrainingJobName": [{"prefix": names.training_job_prefix}], "TrainingJobStatus": ["Failed"]},
                 ]}),
             targets=[targets.SnsTopic(pipeline.topic, dead_letter_queue=dlq, retry_attempts=EVENT_DELIVERY_RETRIES,
                                       max_event_age=Duration.seconds(config.async_max_event_age_seconds))])
+        # The SNS target lets EventBridge use the topic's key with CDK's grant (kms:Decrypt, kms:GenerateDataKey*,
+        # AWS's documented statement for encrypted topics, in the key's policy). SNS asks for a plain data key.
+        acknowledge_unused_grant(
+            key, principal="events.amazonaws.com", resources=["*"],
+            actions=["kms:GenerateDataKeyPair", "kms:GenerateDataKeyPairWithoutPlaintext",
+                     "kms:GenerateDataKeyWithoutPlaintext"],
+            reason="Part of kms:GenerateDataKey*, which CDK's SnsTopic target grants EventBridge on the topic's key as "
+                   "AWS documents it; SNS publishing for EventBridge uses GenerateDataKey and Decrypt only.")

@@ -3,6 +3,8 @@ the authenticated HTTPS API in front of it."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from aws_cdk import CfnOutput, CustomResource, Duration, Environment, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_iam as iam
@@ -10,10 +12,85 @@ from aws_cdk import custom_resources as cr
 from constructs import Construct
 
 from stacks.control_plane import Capabilities, ControlPlaneFunction, ControlPlaneProps, log_group
-from stacks.nag import ScopedPolicy, acknowledge, arn, logical_ref
+from stacks.nag import ScopedPolicy, acknowledge, acknowledge_unused_grant, arn, logical_ref
 from stacks.names import VARIANT_NAME
 
 API_STAGE = "v1"
+
+# -- InvokeEndpoint errors -> API answers ---------------------------------------------------------------
+# For an AWS service integration, API Gateway picks the integration response whose selection pattern (a Java
+# regex) matches the backend's HTTP status code; the patterns below are disjoint and cover every non-2xx code,
+# so no error falls through to the 200 pass-through. Each error template emits only {"error": "..."}: never
+# SageMaker's own body (Message, LogStreamArn and the console URL name the account). InvokeEndpoint answers
+# 400 ValidationError (throttling may also arrive as a 400), 424 ModelError (the container answered non-2xx:
+# OriginalStatusCode/OriginalMessage), 429 ModelNotReadyException, 500 InternalFailure, 503
+# ServiceUnavailable, 530 InternalDependencyException.
+JSON = "application/json"
+# Statuses of the serving container that reach the caller as they are (its own 4xx with its JSON reason).
+FORWARDED_MODEL_STATUSES = (400, 406, 413, 415, 422, 429)
+# The serving container's error body, {"error": "<JSON string>"}: group 1 is the reason, still JSON-escaped,
+# so it can be placed between quotes as it is. No raw control characters (they are not valid in JSON strings).
+MODEL_REASON = r'\s*\{\s*"error"\s*:\s*"((?:[^"\\\x00-\x1f]|\\.)*)"\s*\}\s*'
+THROTTLED = r"(?is).*(throttl|rate exceeded|too many requests).*"
+NO_ENDPOINT = r"(?is).*endpoint .* not found.*"
+
+# 400 (ValidationError) and 424 (ModelError) share one integration response: API Gateway keys integration
+# responses by their status code, and both start as a 400 that the template overrides (once, at the end, as
+# API Gateway requires). VTL calls methods on references only, hence a variable before every matches().
+CLIENT_ERROR_TEMPLATE = "\n".join([
+    "#set($status = 400)",
+    "#set($original = $input.path('$.OriginalStatusCode'))",
+    "#set($code = \"$!original\")",
+    "#if($code.matches('\\d{3}'))",
+    "## ModelError: the container's reason, and its status when it is one of ours to forward",
+    "#set($reason = \"$!input.path('$.OriginalMessage')\")",
+    f"#if($reason.matches('{MODEL_REASON}'))",
+    f"#set($reason = $reason.replaceAll('{MODEL_REASON}', '$1'))",
+    "#else",
+    "#set($reason = \"the model rejected the request\")",
+    "#end",
+    f"#if($code.matches('{'|'.join(str(c) for c in FORWARDED_MODEL_STATUSES)}'))",
+    "#set($status = $original)",
+    "#elseif($code.matches('5\\d\\d'))",
+    "#set($status = 502)",
+    "#set($reason = \"the model failed to answer\")",
+    "#end",
+    "#else",
+    "## ValidationError (or throttling reported as a 400): SageMaker's message may name the account",
+    "#set($text = \"$!input.path('$.__type') $!input.path('$.message') $!input.path('$.Message')\")",
+    f"#if($text.matches('{THROTTLED}'))",
+    "#set($status = 429)",
+    "#set($reason = \"too many requests: retry with backoff\")",
+    f"#elseif($text.matches('{NO_ENDPOINT}'))",
+    "#set($status = 503)",
+    "#set($reason = \"no model is being served yet\")",
+    "#else",
+    "#set($reason = \"the endpoint rejected the request: check Content-Type, Accept and the body size\")",
+    "#end",
+    "#end",
+    "#set($context.responseOverride.status = $status)",
+    '{"error": "$reason"}',
+])
+
+
+@dataclass(frozen=True)
+class ErrorResponse:
+    status_code: str
+    selection_pattern: str
+    template: str
+
+
+ERROR_RESPONSES = (
+    ErrorResponse("400", "400|424", CLIENT_ERROR_TEMPLATE),
+    ErrorResponse("429", "429", '{"error": "the model is busy or not ready yet: retry with backoff"}'),
+    ErrorResponse("503", "503", '{"error": "the endpoint is unavailable: retry later"}'),
+    # Everything else that is not 2xx: 500 InternalFailure, 530 InternalDependency, and 403/404/413 from
+    # SageMaker itself, which mean this API is misconfigured, not that the caller erred.
+    ErrorResponse("502", "(?!400|424|429|503)[013-9]\\d\\d", '{"error": "the model endpoint failed to answer"}'),
+)
+# Every status a caller can get: the integration responses' codes and the overrides of the client template.
+METHOD_STATUSES = tuple(sorted({"200", *(r.status_code for r in ERROR_RESPONSES),
+                                *(str(c) for c in FORWARDED_MODEL_STATUSES), "429", "502", "503"}))
 
 
 class EndpointProvisioner(Construct):
@@ -34,6 +111,7 @@ class EndpointProvisioner(Construct):
             # Runs once per deployment: a snapshot would be billed for nothing.
             published=False)
         capabilities.deploy_models(self.handler.policy)
+        capabilities.find_latest_model(self.handler.policy)
 
         framework_role = iam.Role(self, "FrameworkRole", assumed_by=iam.ServicePrincipal("lambda.amazonaws.com"),
                                   description=f"{names.prefix}: custom-resource provider framework")
@@ -47,6 +125,10 @@ class EndpointProvisioner(Construct):
         acknowledge(framework_role,
                     f"AwsSolutions-IAM5[Resource::{logical_ref(self.handler.function, 'Arn')}:*]",
                     "The provider framework may invoke any version of the provision function (CDK-generated).")
+        acknowledge_unused_grant(
+            framework_role, actions=["lambda:InvokeFunction"], resources=[f"{self.handler.function.function_arn}:*"],
+            reason="CDK's Provider grants invoke on the handler's versions too; the framework invokes the unqualified "
+                   "ARN (USER_ON_EVENT_FUNCTION_ARN), and the grant is CDK's, not ours to narrow.")
 
         self.endpoint = CustomResource(
             self, "Endpoint", service_token=self.provider.service_token, resource_type="Custom::SageMakerEndpoint",
@@ -118,9 +200,12 @@ class InferenceApi(Construct):
                 integration_responses=[
                     apigw.IntegrationResponse(status_code="200", response_parameters={
                         "method.response.header.Content-Type": "integration.response.header.Content-Type"}),
-                    # The model's own 4xx (InvokeEndpoint's ModelError/ValidationError) stays a client error.
-                    apigw.IntegrationResponse(status_code="400", selection_pattern=r"4\d{2}"),
-                    apigw.IntegrationResponse(status_code="502", selection_pattern=r"5\d{2}"),
+                    # The same template under both content types a caller may Accept, so an error is never
+                    # passed through for want of a template (the body is JSON either way).
+                    *(apigw.IntegrationResponse(
+                        status_code=r.status_code, selection_pattern=r.selection_pattern,
+                        response_parameters={"method.response.header.Content-Type": f"'{JSON}'"},
+                        response_templates={JSON: r.template, "text/csv": r.template}) for r in ERROR_RESPONSES),
                 ]))
         iam_auth = config.api_auth == "iam"
         self.method = self.api.root.add_resource("invocations").add_method(
@@ -129,9 +214,9 @@ class InferenceApi(Construct):
             api_key_required=not iam_auth,
             request_validator=validator,
             request_parameters={"method.request.header.Content-Type": True, "method.request.header.Accept": False},
-            method_responses=[
-                apigw.MethodResponse(status_code="200", response_parameters={"method.response.header.Content-Type": True}),
-                apigw.MethodResponse(status_code="400"), apigw.MethodResponse(status_code="502")])
+            method_responses=[apigw.MethodResponse(status_code=code,
+                                                   response_parameters={"method.response.header.Content-Type": True})
+                              for code in METHOD_STATUSES])
         acknowledge(self.method, "AwsSolutions-COG4",
                     "Callers are AWS principals (SigV4, IAM auth) or holders of an API key; no Cognito user pool.")
         if not iam_auth:

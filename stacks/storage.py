@@ -17,7 +17,15 @@ from stacks.names import Names
 from stacks.nag import arn
 
 # Prefixes of the data bucket (CONTRACTS.md): users write incoming/, the system writes the others.
-DATA_PREFIXES = ("incoming/", "validated/", "quarantine/")
+INCOMING_PREFIX, VALIDATED_PREFIX, QUARANTINE_PREFIX = "incoming/", "validated/", "quarantine/"
+DATA_PREFIXES = (INCOMING_PREFIX, VALIDATED_PREFIX, QUARANTINE_PREFIX)
+# Every request that creates an object under validated/ or changes one there. s3:PutObject also authorises
+# CopyObject's target and the multipart calls (CreateMultipartUpload, UploadPart(Copy), CompleteMultipartUpload).
+# Deletes are left out on purpose: removing a file adds no unvalidated data, no system role deletes, and
+# dev's stack deletion empties the bucket.
+OBJECT_WRITE_ACTIONS = ("s3:PutObject", "s3:PutObjectAcl", "s3:PutObjectVersionAcl", "s3:PutObjectTagging",
+                        "s3:PutObjectVersionTagging", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging",
+                        "s3:PutObjectRetention", "s3:PutObjectLegalHold", "s3:ReplicateObject", "s3:ReplicateTags")
 
 
 class EncryptionKey(Construct):
@@ -103,6 +111,15 @@ class StorageStack(Stack):
                 s3.LifecycleRule(id="archive-quarantine", prefix="quarantine/", transitions=[
                     s3.Transition(storage_class=s3.StorageClass.INFREQUENT_ACCESS, transition_after=Duration.days(30))]),
             ]).bucket
+        # Training reads everything under validated/: only the function that copies uploads there after their
+        # validation passed may write it, whatever an identity policy elsewhere in the account allows. The role
+        # is matched by name (it lives in the pipeline stack, which deploys later; a Deny naming a role that
+        # does not exist yet simply denies everyone).
+        self.data.add_to_resource_policy(iam.PolicyStatement(
+            sid="OnlyTheValidationVerdictWritesValidated", effect=iam.Effect.DENY, principals=[iam.AnyPrincipal()],
+            actions=list(OBJECT_WRITE_ACTIONS), resources=[self.data.arn_for_objects(f"{VALIDATED_PREFIX}*")],
+            conditions={"ArnNotEquals": {
+                "aws:PrincipalArn": arn("iam", f"role/{names.validated_writer_role}", region=False)}}))
         self.artifacts = SecureBucket(
             self, "Artifacts", bucket_name=names.artifacts_bucket, key=self.key, access_logs=self.logs_bucket,
             retain=retain,

@@ -232,7 +232,7 @@ def _source_of(settings: Settings, ledger: Ledger, job: str) -> dict | None:
             return None
         raise
     for item in described.get("ProcessingInputs", []):
-        if item.get("InputName") == "data":
+        if item.get("InputName") in ("data", "labels"):  # a validation job's upload, a ground-truth job's labels
             uri = item["S3Input"]["S3Uri"]
             key = jobs.uploaded_key_of(settings, job, uri)
             if key is not None:  # the staged copy: its key says which upload it is (the version is not known)

@@ -18,6 +18,9 @@ os.environ.setdefault("JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION", "1")
 os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
 
 KINDS = ("Storage", "Pipeline", "Serving", "Monitoring")
+# Construct paths of the SageMaker execution roles (logical id = this + an 8-digit hash), by kind of work.
+SAGEMAKER_ROLE_IDS = {"training": "SageMakerExecutionRole", "processing": "SageMakerProcessingRole",
+                      "model": "SageMakerModelRole"}
 
 
 @dataclass
@@ -73,3 +76,16 @@ def synthesize(outdir: Path, context: dict[str, Any]) -> Synth:
                  report=report)
 
 
+
+
+def sagemaker_roles(synth: Synth) -> dict[str, str]:
+    """Kind (training/processing/model) -> logical id of each role SageMaker may assume; exactly those three."""
+    import re
+
+    roles = [k for k, r in synth.resources("Pipeline", "AWS::IAM::Role").items()
+             if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"].get("Service")
+             == "sagemaker.amazonaws.com"]
+    found = {kind: [r for r in roles if re.fullmatch(prefix + "[0-9A-F]{8}", r)]
+             for kind, prefix in SAGEMAKER_ROLE_IDS.items()}
+    assert len(roles) == 3 and all(len(ids) == 1 for ids in found.values()), roles
+    return {kind: ids[0] for kind, ids in found.items()}

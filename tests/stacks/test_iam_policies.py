@@ -1,6 +1,6 @@
 """Walk every IAM policy document in every template: no `*` actions, no `*` resource on a write action
 unless cdk-nag's acknowledgement for exactly that policy justifies it, and `iam:PassRole` only for the
-SageMaker execution role, only to SageMaker."""
+SageMaker execution roles (each function only those of the work it starts), only to SageMaker."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import json
 import re
 from dataclasses import dataclass
 
-from stack_synth import KINDS
+from stack_synth import KINDS, sagemaker_roles
 
 READ_ONLY_VERBS = ("Describe", "List", "Get", "BatchGet", "Head")
 # Resource types whose documents are identity policies (what a principal may do).
@@ -116,24 +116,47 @@ def test_put_metric_data_is_limited_to_a_namespace(synth):
             assert "cloudwatch:namespace" in condition, s.path
 
 
-def sagemaker_role_logical_id(synth) -> str:
-    (role_id,) = [k for k, r in synth.resources("Pipeline", "AWS::IAM::Role").items()
-                  if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"].get("Service")
-                  == "sagemaker.amazonaws.com"]
-    return role_id
+def passed_role(text: str, roles: dict[str, str]) -> str:
+    """Which SageMaker role a PassRole resource names: the role itself (same stack) or its export (others),
+    whose name embeds the logical id."""
+    (kind,) = [k for k, role_id in roles.items() if re.search(rf'"{role_id}"|ExportsOutputFnGetAtt{role_id}Arn', text)]
+    return kind
 
 
-def test_pass_role_only_for_the_sagemaker_role_and_only_to_sagemaker(synth):
-    role_id = sagemaker_role_logical_id(synth)
+def test_pass_role_only_for_the_sagemaker_roles_and_only_to_sagemaker(synth):
+    roles = sagemaker_roles(synth)
     passing = [s for s in statements(synth) if "iam:PassRole" in s.actions]
-    assert len(passing) >= 6  # every job-starting or deploying function
+    assert len(passing) >= 7  # every job-starting or deploying function, one statement per role it passes
     for s in passing:
         assert s.actions == ["iam:PassRole"], s.path  # never bundled with other actions
         (resource,) = s.resources
-        text = json.dumps(resource)
-        # The role itself (same stack) or its export (other stacks): the export name embeds the logical id.
-        assert re.search(rf'"{role_id}"|ExportsOutputFnGetAtt{role_id}Arn', text), (s.path, text)
+        passed_role(json.dumps(resource), roles)
         assert s.body["Condition"] == {"StringEquals": {"iam:PassedToService": "sagemaker.amazonaws.com"}}, s.path
+
+
+# Which execution roles each function may hand to SageMaker: only those of the work it starts.
+PASSES = {"trigger": {"processing"}, "monitor-schedule": {"processing"}, "processing-done": {"training"},
+          "retrain": {"training"}, "training-done": {"training", "model"}, "endpoint-state": {"model"},
+          "provision": {"model"}}
+
+
+def test_each_function_passes_only_the_roles_of_the_work_it_starts(synth):
+    roles = sagemaker_roles(synth)
+    prefix = synth.config.prefix
+    by_role: dict[tuple[str, str], str] = {}
+    for logical_id, (kind, fn) in synth.all_resources("AWS::Lambda::Function").items():
+        name = fn["Properties"].get("FunctionName")
+        if isinstance(name, str) and name.startswith(prefix + "-") and "Fn::GetAtt" in fn["Properties"]["Role"]:
+            by_role[(kind, fn["Properties"]["Role"]["Fn::GetAtt"][0])] = name[len(prefix) + 1:]
+    passed: dict[str, set[str]] = {}
+    for s in statements(synth):
+        if "iam:PassRole" not in s.actions:
+            continue
+        policy = synth.templates[s.kind]["Resources"][s.logical_id]["Properties"]
+        for role in policy["Roles"]:
+            function = by_role[(s.kind, role["Ref"])]
+            passed.setdefault(function, set()).add(passed_role(json.dumps(s.resources[0]), roles))
+    assert passed == PASSES
 
 
 def test_no_control_plane_role_can_delete_data(synth):

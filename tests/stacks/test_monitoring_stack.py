@@ -4,6 +4,14 @@ alarms -> SNS and (endpoint health) the blue/green rollback list, a dashboard; a
 from __future__ import annotations
 
 import json
+from pathlib import Path
+
+import pytest
+
+from stacks.config import ALARM_EVALUATION_DELAY_SECONDS
+
+ROOT = Path(__file__).resolve().parents[2]
+STAGES = list(json.loads((ROOT / "cdk.json").read_text())["context"]["stages"])
 
 
 def alarms(synth):
@@ -23,7 +31,7 @@ def is_topic(action, synth) -> bool:
 def test_all_alarms_exist_with_deterministic_names(synth):
     p = synth.config.prefix
     assert set(alarms(synth)) == {f"{p}-endpoint-5xx", f"{p}-model-latency", f"{p}-data-drift",
-                                  f"{p}-failed-jobs", f"{p}-dead-letters"}
+                                  f"{p}-model-quality", f"{p}-failed-jobs", f"{p}-dead-letters"}
 
 
 def test_endpoint_alarms_watch_this_endpoint_with_configured_levels(synth):
@@ -33,6 +41,8 @@ def test_endpoint_alarms_watch_this_endpoint_with_configured_levels(synth):
     assert (errors["Namespace"], errors["MetricName"], errors["Statistic"]) == ("AWS/SageMaker", "Invocation5XXErrors", "Sum")
     assert errors["Dimensions"] == dims and errors["Threshold"] == cfg.alarm_5xx_threshold
     assert errors["EvaluationPeriods"] == cfg.alarm_evaluation_periods
+    assert errors["DatapointsToAlarm"] == cfg.alarm_datapoints_to_alarm
+    assert errors["Period"] == cfg.alarm_period_seconds
     latency = a[f"{cfg.prefix}-model-latency"]
     assert (latency["MetricName"], latency["ExtendedStatistic"]) == ("ModelLatency", "p90")
     assert latency["Dimensions"] == dims
@@ -59,6 +69,23 @@ def test_drift_alarm_reads_the_custom_metric_and_invokes_retrain_and_notifies(sy
     assert any(p["Principal"] == "lambda.alarms.cloudwatch.amazonaws.com"
                and p["FunctionName"] == live
                and "SourceArn" in p for p in permissions)
+
+
+def test_model_quality_alarm_retrains_when_labels_show_the_model_falling_below_the_threshold(synth):
+    """Issue 14: ground-truth jobs publish ModelQuality (the gate metric on labeled requests); below the threshold
+    the alarm invokes retrain, which by then has the labeled rows as new data."""
+    cfg = synth.config
+    quality = alarms(synth)[f"{cfg.prefix}-model-quality"]
+    assert (quality["Namespace"], quality["MetricName"], quality["Statistic"]) == (
+        cfg.metric_namespace, "ModelQuality", "Minimum")
+    assert quality["Threshold"] == cfg.model_quality_threshold
+    assert quality["ComparisonOperator"] == "LessThanThreshold" and quality["TreatMissingData"] == "notBreaching"
+    (live,) = [a for a in quality["AlarmActions"] if "Ref" in a]
+    drift_live = [a for a in alarms(synth)[f"{cfg.prefix}-data-drift"]["AlarmActions"] if "Ref" in a]
+    assert [live] == drift_live and any(is_topic(a, synth) for a in quality["AlarmActions"])
+    permissions = [p["Properties"] for p in synth.resources("Monitoring", "AWS::Lambda::Permission").values()
+                   if p["Properties"]["Principal"] == "lambda.alarms.cloudwatch.amazonaws.com"]
+    assert len(permissions) == 2  # one per alarm, each scoped to its alarm
 
 
 def test_other_alarms_notify_sns_only(synth):
@@ -119,3 +146,40 @@ def test_autoscaling_bounds_reach_the_deployer(synth):
             "application-autoscaling:DeregisterScalableTarget", "iam:CreateServiceLinkedRole"} <= actions
     # CloudFormation registers no scalable target itself: the variant may not exist yet.
     assert not synth.all_resources("AWS::ApplicationAutoScaling::ScalableTarget")
+
+
+@pytest.fixture(scope="module", params=STAGES)
+def each_stage(request, tmp_path_factory):
+    """Every stage of cdk.json, synthesized (the session fixtures where they exist)."""
+    if request.param in ("dev", "prod"):
+        return request.getfixturevalue(request.param)
+    from stack_synth import synthesize
+    return synthesize(tmp_path_factory.mktemp(f"cdk-{request.param}"), {"stage": request.param})
+
+
+def test_rollback_alarms_can_fire_within_the_bake_time(each_stage):
+    """Blue/green: SageMaker watches the rollback alarms only while the old fleet is kept (the bake,
+    TerminationWaitInSeconds = DEPLOY_BAKE_SECONDS). Worst case from the first bad request to ALARM: one period
+    until a whole period starts, DatapointsToAlarm breaching periods, then CloudWatch's delivery/evaluation
+    delay (assumed ALARM_EVALUATION_DELAY_SECONDS, about 2 minutes). That must end inside the bake."""
+    synth = each_stage
+    a = alarms(synth)
+    bakes = set()
+    for _, fn in synth.all_resources("AWS::Lambda::Function").values():
+        env = fn["Properties"].get("Environment", {}).get("Variables", {})
+        if "ROLLBACK_ALARM_NAMES" in env:
+            bakes.add(int(env["DEPLOY_BAKE_SECONDS"]))
+            rollback = env["ROLLBACK_ALARM_NAMES"].split(",")
+    (bake,) = bakes
+    assert bake == synth.config.deploy_bake_seconds
+    assert len(rollback) == 2
+    for name in rollback:
+        alarm = a[name]
+        period = alarm["Period"]
+        assert period % 60 == 0, name  # SageMaker publishes Invocation5XXErrors / ModelLatency per minute
+        datapoints = alarm.get("DatapointsToAlarm", alarm["EvaluationPeriods"])
+        assert datapoints <= alarm["EvaluationPeriods"]
+        worst_case = period * (datapoints + 1) + ALARM_EVALUATION_DELAY_SECONDS
+        assert worst_case <= bake, f"{name}: can fire only after {worst_case} s, the bake ends after {bake} s"
+        # Minutes without requests publish nothing: they must neither hold the alarm nor keep it undecided.
+        assert alarm["TreatMissingData"] == "notBreaching", name

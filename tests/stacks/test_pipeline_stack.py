@@ -3,6 +3,7 @@ EventBridge rules, notifications, dead letters. Contract names are read from doc
 
 from __future__ import annotations
 
+import fnmatch
 import json
 import re
 from pathlib import Path
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk.assertions import Match
+
+from stack_synth import sagemaker_roles
 
 ROOT = Path(__file__).resolve().parents[2]
 CONTRACTS = (ROOT / "docs" / "CONTRACTS.md").read_text()
@@ -198,14 +201,14 @@ def test_upload_rule_matches_incoming_objects_of_the_data_bucket_only(synth):
     rule = rules(synth)[f"{p}-upload"]
     pattern = rule["EventPattern"]
     assert pattern["source"] == ["aws.s3"] and pattern["detail-type"] == ["Object Created"]
-    assert pattern["detail"]["object"]["key"] == [{"prefix": "incoming/"}]
+    assert pattern["detail"]["object"]["key"] == [{"prefix": "incoming/"}, {"prefix": "ground-truth/"}]
     (bucket,) = pattern["detail"]["bucket"]["name"]
     assert bucket["Fn::Join"][1][0] == f"{p}-data-"
     assert target_function(synth, rule) == "handlers.trigger.handler"
 
 
 @pytest.mark.parametrize("rule_suffix, detail_type, name_key, prefixes, handler", [
-    ("processing-jobs", "SageMaker Processing Job State Change", "ProcessingJobName", ("val", "mon"),
+    ("processing-jobs", "SageMaker Processing Job State Change", "ProcessingJobName", ("val", "mon", "gt"),
      "handlers.processing_done.handler"),
     ("training-jobs", "SageMaker Training Job State Change", "TrainingJobName", ("train",),
      "handlers.training_done.handler"),
@@ -276,40 +279,104 @@ def test_image_is_built_from_the_repo_root_with_the_base_image_build_arg(synth):
     assert "container-assets" in json.dumps(env["IMAGE_URI"])
 
 
-def sagemaker_role_statements(synth):
-    roles = {k: r for k, r in synth.resources("Pipeline", "AWS::IAM::Role").items()
-             if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"].get("Service")
-             == "sagemaker.amazonaws.com"}
-    (role_id,) = roles
+# Logical id of the single SageMaker role of earlier versions, kept by the training role: the serving and
+# monitoring stacks import its ARN export, and CloudFormation cannot remove an export that is in use.
+LEGACY_ROLE_ID = "SageMakerExecutionRole38ADDEB7"
+COMMON_ACTIONS = {"kms:Decrypt", "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant",
+                  "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
+                  "ecr:GetAuthorizationToken", "logs:CreateLogGroup", "logs:CreateLogStream", "logs:PutLogEvents",
+                  "logs:DescribeLogStreams", "cloudwatch:PutMetricData"}
+
+
+def role_statements(synth, role_id: str) -> list[dict]:
     return [s for p in synth.resources("Pipeline", "AWS::IAM::Policy").values()
             if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
 
 
-def test_sagemaker_role_reads_data_writes_artifacts_and_nothing_else(synth):
-    statements = sagemaker_role_statements(synth)
-    actions = {a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])}
-    assert actions == {"s3:GetObject", "s3:GetObjectVersion", "s3:ListBucket", "s3:GetBucketLocation",
-                       "s3:PutObject", "kms:Decrypt",
-                       "kms:Encrypt", "kms:GenerateDataKey", "kms:DescribeKey", "kms:CreateGrant",
-                       "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer", "ecr:BatchCheckLayerAvailability",
-                       "ecr:GetAuthorizationToken", "logs:CreateLogGroup", "logs:CreateLogStream",
-                       "logs:PutLogEvents", "logs:DescribeLogStreams", "cloudwatch:PutMetricData"}
-    text = json.dumps(statements)
-    data = f"{synth.config.prefix}-data-"
-    puts = [s for s in statements if "s3:PutObject" in s["Action"]]
-    assert puts and data not in json.dumps(puts)  # never writes the data bucket
-    for prefix in ("/validated/*", "/validation-input/*"):
-        assert prefix in text
-    # Jobs never read raw uploads: validation gets the trigger's copy of exactly the announced version.
-    assert "/incoming/" not in text and "incoming/" not in text
-    assert "/quarantine/" not in text
-    metrics = next(s for s in statements if s["Action"] == "cloudwatch:PutMetricData")
-    assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+def as_list(value) -> list:
+    return [value] if isinstance(value, (str, dict)) else value
+
+
+def s3_grants(statements: list[dict]) -> dict[str, set[str]]:
+    """s3 object/bucket pattern (bucket purpose + key pattern, e.g. 'artifacts/models/*') -> allowed s3 actions."""
+    grants: dict[str, set[str]] = {}
+    for s in statements:
+        actions = {a for a in as_list(s["Action"]) if a.startswith("s3:")}
+        for resource in as_list(s["Resource"]):
+            if not actions or not isinstance(resource, dict) or "Fn::Join" not in resource:
+                continue
+            parts = resource["Fn::Join"][1]
+            text = "".join(p if isinstance(p, str) else "<>" for p in parts)
+            # arn:<>:s3:::mlops-dev-data-<>-<>/validated/*  ->  data/validated/*
+            name, _, key = text.split(":::", 1)[1].partition("/")
+            purpose = name.split("-")[-3] if name.endswith("-<>-<>") else name
+            target = f"{purpose}/{key}" if key else purpose
+            grants.setdefault(target, set()).update(actions)
+    return grants
+
+
+def test_sagemaker_work_runs_under_three_least_privilege_roles(synth):
+    """Only training reads validated data and writes models; validation and monitoring (untrusted input)
+    read their inputs and write reports; the endpoint's model reads its artifact and writes captured data."""
+    roles = sagemaker_roles(synth)
+    expected = {
+        "processing": {"artifacts/validation-input/*": {"s3:GetObject"},
+                       "artifacts/labels-input/*": {"s3:GetObject"},
+                       "artifacts/datacapture/*": {"s3:GetObject"},
+                       # an S3Prefix input of the production model.tar.gz: what that key starts
+                       "artifacts/models/*/output/model.tar.gz*": {"s3:GetObject"},
+                       "artifacts/reports/*": {"s3:PutObject"},
+                       "artifacts/ground-truth/*": {"s3:PutObject"},
+                       "artifacts": {"s3:ListBucket", "s3:GetBucketLocation"}},
+        "training": {"data/validated/*": {"s3:GetObject"},
+                     "data": {"s3:ListBucket", "s3:GetBucketLocation"},
+                     "artifacts/models/*": {"s3:GetObject", "s3:PutObject"},
+                     "artifacts": {"s3:ListBucket", "s3:GetBucketLocation"}},
+        "model": {"artifacts/models/*/output/model.tar.gz": {"s3:GetObject"},
+                  "artifacts/datacapture/*": {"s3:PutObject"},
+                  "artifacts": {"s3:GetBucketLocation"}},
+    }
+    for kind, role_id in roles.items():
+        statements = role_statements(synth, role_id)
+        assert s3_grants(statements) == expected[kind], kind
+        actions = {a for s in statements for a in as_list(s["Action"]) if not a.startswith("s3:")}
+        assert actions == COMMON_ACTIONS, (kind, actions ^ COMMON_ACTIONS)
+        metrics = next(s for s in statements if s["Action"] == "cloudwatch:PutMetricData")
+        assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
+        kms = [s for s in statements if any(a.startswith("kms:") for a in as_list(s["Action"]))]
+        assert kms and all("EncryptionKey" in json.dumps(s["Resource"]) for s in kms), kind  # the stage key only
+        # Listing stays within the prefixes the role reads.
+        for s in statements:
+            if "s3:ListBucket" in as_list(s["Action"]):
+                prefixes = s["Condition"]["StringLike"]["s3:prefix"]
+                readable = {k.split("/", 1)[1] for k in expected[kind] if "/" in k}
+                assert all(any(fnmatch.fnmatchcase(prefix, r) for r in readable) for prefix in as_list(prefixes)), (
+                    kind, prefixes)
+    # Nobody but training writes models; validation/monitoring never see validated data or raw uploads.
+    processing = json.dumps(role_statements(synth, roles["processing"]))
+    assert "/validated/" not in processing and "/incoming/" not in processing and "/quarantine/" not in processing
+
+
+def test_training_role_keeps_the_logical_id_of_the_role_it_replaced(synth):
+    assert sagemaker_roles(synth)["training"] == LEGACY_ROLE_ID
+
+
+def test_functions_know_the_three_roles_and_the_bake_time(synth):
+    roles = sagemaker_roles(synth)
+    for name, (kind, _, res) in ours(synth).items():
+        env = res["Properties"]["Environment"]["Variables"]
+        assert "SAGEMAKER_ROLE_ARN" not in env, name
+        for variable, role in (("TRAINING_ROLE_ARN", "training"), ("PROCESSING_ROLE_ARN", "processing"),
+                               ("MODEL_ROLE_ARN", "model")):
+            value = json.dumps(env[variable])
+            assert roles[role] in value and "Arn" in value, (name, variable, value)
+        assert env["DEPLOY_BAKE_SECONDS"] == str(synth.config.deploy_bake_seconds), name
 
 
 def test_stacks_output_what_users_and_the_local_stack_need(synth):
     expected = {"Storage": {"DataBucketName", "ArtifactsBucketName", "LedgerTableName", "KmsKeyArn"},
-                "Pipeline": {"NotificationTopicArn", "DeadLetterQueueUrl", "ImageUri", "SageMakerRoleArn"},
+                "Pipeline": {"NotificationTopicArn", "DeadLetterQueueUrl", "ImageUri", "TrainingRoleArn",
+                             "ProcessingRoleArn", "ModelRoleArn"},
                 "Serving": {"EndpointName", "InvokeUrl"},
                 "Monitoring": {"DashboardName", "RetrainFunctionName"}}
     if synth.config.api_auth == "api_key":
@@ -326,11 +393,32 @@ def function_statements(synth, function_name: str) -> list[dict]:
             if {"Ref": role_id} in p["Properties"]["Roles"] for s in p["Properties"]["PolicyDocument"]["Statement"]]
 
 
-def test_trigger_writes_only_the_validation_copies(synth):
+def test_trigger_writes_only_the_job_input_copies(synth):
     statements = function_statements(synth, f"{synth.config.prefix}-trigger")
     puts = [s for s in statements if "s3:PutObject" in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])]
-    (put,) = puts
-    text = json.dumps(put["Resource"])
-    assert f"{synth.config.prefix}-artifacts-" in text and "/validation-input/*" in text
+    text = json.dumps([put["Resource"] for put in puts])
+    assert f"{synth.config.prefix}-artifacts-" in text and "/validation-input/*" in text and "/labels-input/*" in text
     assert f"{synth.config.prefix}-data-" not in text  # an upload is read and copied, never rewritten
     assert not any("s3:DeleteObject" in json.dumps(s["Action"]) for s in statements)
+
+
+def test_copies_of_a_tagged_upload_version_may_copy_its_tags(synth):
+    """CopyObject of a given version copies its tags (TaggingDirective COPY, the default): the source needs
+    GetObjectVersion + GetObjectVersionTagging, the target PutObjectTagging, each on its own prefix only."""
+    p = synth.config.prefix
+    trigger = s3_grants(function_statements(synth, f"{p}-trigger"))
+    assert {"s3:GetObjectVersion", "s3:GetObjectVersionTagging"} <= trigger["data/incoming/*"]
+    assert trigger["artifacts/validation-input/*"] == {"s3:PutObject", "s3:PutObjectTagging"}
+    verdict = s3_grants(function_statements(synth, f"{p}-processing-done"))
+    assert {"s3:GetObjectVersion", "s3:GetObjectVersionTagging"} <= verdict["data/incoming/*"]
+    assert verdict["data/quarantine/*"] == {"s3:PutObject", "s3:PutObjectTagging"}
+    # validated/ is also read: which upload version the copy holds, so a retried verdict copies nothing again.
+    assert verdict["data/validated/*"] == {"s3:PutObject", "s3:PutObjectTagging", "s3:GetObject"}
+    assert "s3:GetObjectTagging" in verdict["artifacts/reports/*"]  # the HTML report copied into quarantine/
+    for grants in (trigger, verdict):  # nothing broader than those prefixes writes or reads tags
+        for target, actions in grants.items():
+            if any("Tagging" in a for a in actions):
+                assert target in ("data/incoming/*", "artifacts/validation-input/*", "data/validated/*",
+                                  "data/quarantine/*", "artifacts/reports/*", "data/ground-truth/*",
+                                  "artifacts/labels-input/*", "artifacts/ground-truth/*",
+                                  "data/incoming/labeled/*"), target

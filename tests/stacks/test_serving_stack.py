@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from aws_cdk.assertions import Match
+
+from apigw_vtl import Template, selected
 
 SAGEMAKER_L1_TYPES = ("AWS::SageMaker::Endpoint", "AWS::SageMaker::EndpointConfig", "AWS::SageMaker::Model")
 
@@ -47,7 +50,7 @@ def test_api_invokes_sagemaker_runtime_for_this_endpoint(synth):
     assert integration["RequestParameters"]["integration.request.header.Content-Type"] == \
         "method.request.header.Content-Type"
     assert method["Properties"]["RequestParameters"]["method.request.header.Content-Type"] is True
-    assert {r["StatusCode"] for r in integration["IntegrationResponses"]} == {"200", "400", "502"}
+    assert {r["StatusCode"] for r in integration["IntegrationResponses"]} == {"200", "400", "429", "502", "503"}
     (resource,) = synth.resources("Serving", "AWS::ApiGateway::Resource").values()
     assert resource["Properties"]["PathPart"] == "invocations"
 
@@ -116,3 +119,124 @@ def test_account_wide_api_logging_role_survives_stack_deletion(synth):
     (account,) = synth.resources("Serving", "AWS::ApiGateway::Account").values()
     role_id = account["Properties"]["CloudWatchRoleArn"]["Fn::GetAtt"][0]
     assert synth.templates["Serving"]["Resources"][role_id]["DeletionPolicy"] == "Retain"
+
+
+# -- InvokeEndpoint errors as the caller sees them ----------------------------------------------------------
+ACCOUNT = "123456789012"
+LOG_STREAM = f"arn:aws:logs:eu-west-1:{ACCOUNT}:log-group:/aws/sagemaker/Endpoints/mlops-dev-endpoint"
+
+
+def model_error(status: int, original: str) -> dict:
+    """SageMaker's 424 ModelError body when the container answered ``status`` with body ``original``."""
+    kind = "client" if status < 500 else "server"
+    return {"ErrorCode": f"{kind.upper()}_ERROR_FROM_MODEL", "LogStreamArn": LOG_STREAM,
+            "Message": f"Received {kind} error ({status}) from primary with message \"{original}\". See "
+                       f"https://eu-west-1.console.aws.amazon.com/cloudwatch/home?region=eu-west-1#logEventViewer:"
+                       f"group=/aws/sagemaker/Endpoints/mlops-dev-endpoint in account {ACCOUNT} for more information.",
+            "OriginalMessage": original, "OriginalStatusCode": status}
+
+
+def container(reason: str) -> str:
+    """The serving container's error body (orjson.dumps({"error": reason}): compact, non-ASCII as is)."""
+    return json.dumps({"error": reason}, separators=(",", ":"), ensure_ascii=False)
+
+
+TRICKY = 'column "age": expected a number, got \\N (row 3)\ttab — naïve ✓'
+GENERIC_MODEL_FAILURE = "the model failed to answer"
+CASES = [
+    # (SageMaker status, body, status the caller gets, error text or None for "any generic text")
+    (424, model_error(400, container("missing column 'age'")), 400, "missing column 'age'"),
+    (424, model_error(400, container(TRICKY)), 400, TRICKY),
+    (424, model_error(413, container("body is over the 6291456 byte limit: split the batch")), 413,
+     "body is over the 6291456 byte limit: split the batch"),
+    (424, model_error(415, container("unsupported Content-Type text/plain")), 415, "unsupported Content-Type text/plain"),
+    (424, model_error(406, container("cannot answer in image/png")), 406, "cannot answer in image/png"),
+    (424, model_error(404, container("no route GET /x")), 400, "no route GET /x"),  # not forwarded as is
+    (424, model_error(400, "Bad Request"), 400, "the model rejected the request"),  # not the container's JSON
+    (424, model_error(400, '{"error":"x","trace":"File /opt/ml/code"}'), 400, "the model rejected the request"),
+    (424, model_error(500, container("internal error: ValueError")), 502, GENERIC_MODEL_FAILURE),
+    (424, model_error(503, container("model not loaded yet")), 502, GENERIC_MODEL_FAILURE),
+    (400, {"Message": f"Endpoint mlops-dev-endpoint of account {ACCOUNT} not found."}, 503, None),
+    (400, {"message": "1 validation error detected: Value 'x' at 'contentType' failed to satisfy constraint"}, 400, None),
+    (400, {"__type": "ThrottlingException", "message": "Rate exceeded"}, 429, None),
+    (429, {"Message": "Model is not ready or too many requests"}, 429, None),
+    (500, {"Message": f"InternalFailure in account {ACCOUNT}"}, 502, None),
+    (503, {"Message": "ServiceUnavailable"}, 503, None),
+    (530, {"Message": "InternalDependencyException"}, 502, None),
+    (403, {"Message": f"User: arn:aws:sts::{ACCOUNT}:assumed-role/x is not authorized"}, 502, None),
+]
+
+
+def integration_of(synth) -> tuple[dict, dict]:
+    (method,) = synth.resources("Serving", "AWS::ApiGateway::Method").values()
+    return method["Properties"], method["Properties"]["Integration"]
+
+
+def answer(integration: dict, status: int, body: dict) -> tuple[int, str, dict]:
+    """What API Gateway returns for a backend answer: (status, Content-Type mapping, body)."""
+    responses = {r["StatusCode"]: r for r in integration["IntegrationResponses"]}
+    chosen = responses[selected({code: r.get("SelectionPattern") for code, r in responses.items()}, status)]
+    templates = chosen["ResponseTemplates"]
+    output, override = Template(templates["application/json"]).render(body)
+    return override or int(chosen["StatusCode"]), chosen["ResponseParameters"]["method.response.header.Content-Type"], \
+        json.loads(output)
+
+
+@pytest.mark.parametrize("status, body, expected_status, expected_error", CASES,
+                         ids=[f"{c[0]}-{i}" for i, c in enumerate(CASES)])
+def test_invoke_endpoint_errors_reach_the_caller_as_json_reasons_only(dev, status, body, expected_status,
+                                                                      expected_error):
+    """Selection patterns (Java regex on the status code, approximated by re.fullmatch) and the VTL templates
+    (evaluated by tests/stacks/apigw_vtl.py, a documented subset of Velocity) against SageMaker's error bodies:
+    the container's own 4xx and reason come through; SageMaker's text, account id and log stream never do."""
+    method, integration = integration_of(dev)
+    got_status, content_type, got = answer(integration, status, body)
+    assert got_status == expected_status
+    assert content_type == "'application/json'"
+    assert set(got) == {"error"} and isinstance(got["error"], str) and got["error"]
+    if expected_error is not None:
+        assert got["error"] == expected_error
+    text = json.dumps(got)
+    assert ACCOUNT not in text and "arn:" not in text and "LogStream" not in text and "console.aws" not in text
+    assert str(got_status) in {r["StatusCode"] for r in method["MethodResponses"]}
+
+
+def test_every_non_2xx_status_selects_an_error_response_and_2xx_passes_through(synth):
+    _, integration = integration_of(synth)
+    responses = {r["StatusCode"]: r for r in integration["IntegrationResponses"]}
+    patterns = {code: r.get("SelectionPattern") for code, r in responses.items()}
+    for status in range(100, 600):
+        code = selected(patterns, status)  # also asserts that no two patterns overlap
+        assert (code == "200") == (200 <= status < 300), status
+    ok = responses["200"]
+    assert "ResponseTemplates" not in ok  # the model's answer passes through unchanged, with its Content-Type
+    assert ok["ResponseParameters"] == {"method.response.header.Content-Type": "integration.response.header.Content-Type"}
+
+
+def test_error_templates_emit_only_an_error_field_for_either_accepted_content_type(synth):
+    method, integration = integration_of(synth)
+    errors = [r for r in integration["IntegrationResponses"] if r["StatusCode"] != "200"]
+    assert len(errors) == 4
+    for response in errors:
+        templates = response["ResponseTemplates"]
+        assert set(templates) == {"application/json", "text/csv"}
+        assert templates["application/json"] == templates["text/csv"]
+        template = templates["application/json"]
+        # Never SageMaker's body as a whole: only named fields are read, and only {"error": ...} is written.
+        assert "$input.body" not in template and "$input.json" not in template and "$input.path('$')" not in template
+        assert template.strip().splitlines()[-1].startswith('{"error": ')
+        assert response["ResponseParameters"] == {"method.response.header.Content-Type": "'application/json'"}
+    for response in method["MethodResponses"]:
+        assert response["ResponseParameters"] == {"method.response.header.Content-Type": True}
+    synth.template("Serving").has_resource_properties("AWS::ApiGateway::Method", {
+        "Integration": Match.object_like({"IntegrationResponses": Match.array_with([
+            Match.object_like({"StatusCode": "400", "SelectionPattern": "400|424",
+                               "ResponseTemplates": Match.object_like({"application/json": Match.string_like_regexp(
+                                   r"[\s\S]*responseOverride\.status[\s\S]*")})}),
+            Match.object_like({"StatusCode": "429", "SelectionPattern": "429"}),
+            Match.object_like({"StatusCode": "503", "SelectionPattern": "503"}),
+            Match.object_like({"StatusCode": "502", "SelectionPattern": Match.any_value()}),
+        ])}),
+        "MethodResponses": Match.array_with([Match.object_like({"StatusCode": code}) for code in
+                                             ("200", "400", "406", "413", "415", "422", "429", "502", "503")]),
+    })

@@ -97,6 +97,10 @@ def test_quality_gate_document_matches_the_contract_shape():
     ("notification_email", "not-an-email", "e-mail"),
     ("account", "12345", "12-digit"),
     ("target_column", "", "non-empty"),
+    ("alarm_period_seconds", "90", "multiple of 60"),
+    ("alarm_datapoints_to_alarm", "6", "between 1 and alarm_evaluation_periods"),
+    ("deploy_bake_seconds", "3601", "TerminationWaitInSeconds"),
+    ("deploy_bake_seconds", "300", "ends before the rollback alarms can fire"),
 ])
 def test_invalid_values_fail_naming_the_key(key, value, words):
     with pytest.raises(ConfigError) as err:
@@ -154,3 +158,17 @@ def test_every_config_key_is_documented_with_its_defaults():
     dev = load_config(context(stage="dev"))
     for key in ("target_column", "monitor_schedule", "metric_namespace", "base_image", "api_auth"):
         assert f"`{getattr(dev, key)}`" in documented[key], key
+
+
+def test_bake_time_and_rollback_alarm_window_are_checked_together():
+    """Period, datapoints and bake are chosen together: a longer alarm window needs a longer bake."""
+    config = load_config(context(stage="dev"))
+    assert config.rollback_alarm_seconds <= config.deploy_bake_seconds
+    with pytest.raises(ConfigError) as err:
+        load_config(context(stage="dev", alarm_period_seconds="300", alarm_evaluation_periods="3",
+                            alarm_datapoints_to_alarm="2"))
+    assert err.value.key == "deploy_bake_seconds"
+    assert "1020 s" in str(err.value) and "600 s" in str(err.value)  # 300 x (2 + 1) + 120 against 600
+    longer = load_config(context(stage="dev", alarm_period_seconds="300", alarm_evaluation_periods="3",
+                                 alarm_datapoints_to_alarm="2", deploy_bake_seconds="1200"))
+    assert longer.rollback_alarm_seconds == 1020

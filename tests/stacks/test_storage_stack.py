@@ -132,3 +132,70 @@ def test_prod_storage_stack_has_termination_protection(prod, dev):
         manifest = json.loads((synth.outdir / "manifest.json").read_text())
         props = manifest["artifacts"][synth.stack_names["Storage"]]["properties"]
         assert props.get("terminationProtection", False) is expected
+
+
+PSEUDO = {"AWS::Partition": "aws", "AWS::AccountId": "123456789012", "AWS::Region": "eu-west-1",
+          "AWS::URLSuffix": "amazonaws.com"}
+
+
+def resolve(value, refs: dict | None = None):
+    """Fn::Join / Ref of pseudo parameters (and of given logical ids) as a deployment would resolve them."""
+    if isinstance(value, dict) and "Fn::Join" in value:
+        separator, parts = value["Fn::Join"]
+        return separator.join(resolve(p, refs) for p in parts)
+    if isinstance(value, dict) and "Ref" in value:
+        return {**PSEUDO, **(refs or {})}[value["Ref"]]
+    assert isinstance(value, str), value
+    return value
+
+
+VALIDATED_WRITES = {"s3:PutObject", "s3:PutObjectTagging", "s3:PutObjectVersionTagging", "s3:PutObjectAcl",
+                    "s3:PutObjectVersionAcl", "s3:DeleteObjectTagging", "s3:DeleteObjectVersionTagging"}
+
+
+def test_only_the_validation_verdict_may_write_validated_data(synth):
+    """A direct write under validated/ would bypass validation (training reads all of it): the data bucket's
+    policy denies every object write there to every principal but the processing-done function's role, which
+    it names (the storage stack cannot reference the pipeline stack's role)."""
+    data_id, _ = buckets(synth)["data"]
+    (policy,) = [p for p in synth.resources("Storage", "AWS::S3::BucketPolicy").values()
+                 if p["Properties"]["Bucket"] == {"Ref": data_id}]
+    refs = {data_id: "data-bucket"}
+    denies = [s for s in policy["Properties"]["PolicyDocument"]["Statement"]
+              if s["Effect"] == "Deny" and "aws:PrincipalArn" in json.dumps(s.get("Condition", {}))]
+    (deny,) = denies
+    assert deny["Principal"] == {"AWS": "*"}
+    assert VALIDATED_WRITES <= set(deny["Action"]) and not any(a.startswith("s3:Delete") and "Tagging" not in a
+                                                               for a in deny["Action"])
+    resource = deny["Resource"]
+    assert resource["Fn::Join"][1][0]["Fn::GetAtt"] == [data_id, "Arn"] and resource["Fn::Join"][1][1] == "/validated/*"
+    (operator, condition), = deny["Condition"].items()
+    assert operator == "ArnNotEquals"
+    allowed = resolve(condition["aws:PrincipalArn"], refs)
+
+    # The exempted ARN is exactly the role of the function that copies validated files.
+    fn = next(r for _, r in synth.resources("Pipeline", "AWS::Lambda::Function").items()
+              if r["Properties"].get("Handler") == "handlers.processing_done.handler")
+    role = synth.templates["Pipeline"]["Resources"][fn["Properties"]["Role"]["Fn::GetAtt"][0]]["Properties"]
+    role_name = resolve(role["RoleName"])
+    assert allowed == f"arn:aws:iam::123456789012:role/{role_name}"
+    assert role_name == f"{synth.config.prefix}-processing-done-eu-west-1" and len(role_name) <= 64
+
+
+def test_no_other_role_is_granted_writes_under_validated(synth):
+    """The bucket policy's exemption is the only legitimate writer: no other identity policy even tries."""
+    from test_iam_policies import statements
+
+    fn = next(r for _, r in synth.resources("Pipeline", "AWS::Lambda::Function").items()
+              if r["Properties"].get("Handler") == "handlers.processing_done.handler")
+    writer_role = fn["Properties"]["Role"]["Fn::GetAtt"][0]
+    writers = set()
+    for s in statements(synth):
+        if not s.identity or s.body["Effect"] != "Allow":
+            continue
+        writes = [a for a in s.actions if a in VALIDATED_WRITES]
+        text = json.dumps(s.resources)
+        if writes and ("/validated/" in text or '/*"' in text and f"{synth.config.prefix}-data-" in text):
+            policy = synth.templates[s.kind]["Resources"][s.logical_id]["Properties"]
+            writers |= {r["Ref"] for r in policy.get("Roles", [])}
+    assert writers == {writer_role}

@@ -313,3 +313,13 @@ def test_the_run_a_verdict_starts_counts_the_rows_of_the_file_it_just_validated(
     result = _done(newer)
     inputs = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{result['job']}/inputs.json")["Body"].read())
     assert [i["uri"].rsplit("/", 1)[-1] for i in inputs["inputs"]] == ["newer.csv"] and inputs["rows"] == 2
+
+
+def test_a_ground_truth_verdict_finds_its_labels_file_from_the_job_when_the_ledger_lost_it(aws):
+    job = _labels(aws)
+    aws.ddb.delete_item(TableName=TABLE, Key={"pk": {"S": f"job#{job}"}, "sk": {"S": "meta"}})
+    aws.put_report("gt", job, GROUND_TRUTH)
+    aws.s3.put_object(Bucket=ARTIFACTS, Key=f"ground-truth/{job}/joined/labeled.csv", Body=b"age,plan,churn\n3,a,yes\n")
+    assert _done(job)["status"] == "joined"
+    [joined] = aws.decisions("ground_truth_joined")
+    assert joined["file"] == f"s3://{DATA}/ground-truth/week 48.csv"
