@@ -8,12 +8,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sys
 from pathlib import Path
 
 from bench import common, data
 
-TRAIN = common.ROOT / "container" / "train"
-SERVE = common.ROOT / "container" / "serve"
+# The image's console scripts, as installed in this virtualenv (`make install`).
+TRAIN = Path(sys.executable).parent / "train"
+SERVE = Path(sys.executable).parent / "serve"
 
 
 def hyperparameters(seed: int = 42) -> dict[str, str]:

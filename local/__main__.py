@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import os
 import signal
@@ -14,7 +13,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .stack import REPO_ROOT, EmbeddedStack, Settings
+from .demo import run_demo
+from .settings import REPO_ROOT, Settings
+from .stack import EmbeddedStack
+from .statefiles import read_state, status_environment
 
 log = logging.getLogger("local")
 
@@ -26,21 +28,6 @@ def _settings(args: argparse.Namespace) -> Settings:
     if getattr(args, "no_synth", False):
         settings.synth = False
     return settings
-
-
-def _read_state(state_dir: Path) -> dict[str, Any] | None:
-    path = state_dir / "state.json"
-    if not path.exists():
-        return None
-    try:
-        state = json.loads(path.read_text())
-    except ValueError:
-        return None
-    try:
-        os.kill(int(state["pid"]), 0)
-    except (OSError, KeyError, ValueError):
-        return None  # left over from a stack that is gone
-    return state
 
 
 def _usage(stack: EmbeddedStack) -> str:
@@ -63,7 +50,7 @@ Stop with Ctrl-C or `make down`.
 
 def cmd_up(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    running = _read_state(settings.state_dir)
+    running = read_state(settings.state_dir)
     if running:
         print(f"an embedded stack is already running (pid {running['pid']}); `make down` stops it", file=sys.stderr)
         return 1
@@ -91,7 +78,7 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 def cmd_down(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
-    state = _read_state(state_dir)
+    state = read_state(state_dir)
     if state is None:
         print("no embedded stack is running")
         return 0
@@ -109,19 +96,9 @@ def cmd_down(args: argparse.Namespace) -> int:
     return 1
 
 
-def status_environment(state: dict[str, Any]) -> dict[str, str]:
-    from . import aws
-
-    env = {**aws.clean_environ(), **aws.client_environment(state["aws_url"], state["region"])}
-    trigger = state.get("functions", {}).get("handlers.trigger.handler") or next(iter(state.get("functions", {}).values()), {})
-    env.update({k: v for k, v in trigger.get("environment", {}).items()})
-    env["PYTHONPATH"] = str(REPO_ROOT / "lambda")
-    return env
-
-
 def cmd_status(args: argparse.Namespace) -> int:
     state_dir = Path(args.state_dir).resolve()
-    state = _read_state(state_dir)
+    state = read_state(state_dir)
     if state is None:
         print("no embedded stack is running (start one with `make up`)")
         return 1
@@ -130,10 +107,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from .demo import run_demo
-
     settings = _settings(args)
-    if _read_state(settings.state_dir):
+    if read_state(settings.state_dir):
         print("an embedded stack is already running; `make down` first", file=sys.stderr)
         return 1
     return run_demo(settings, rows=args.rows)

@@ -1,21 +1,46 @@
 """Read a synthesized cloud assembly and resolve CloudFormation intrinsics against local names.
 
-The embedded stack must create exactly what the templates say, so everything it needs (names,
-environment variables, event patterns, alarm definitions) is read from ``cdk.out`` through this
-resolver. Physical names are chosen the way CloudFormation chooses them: explicit name properties
-win, otherwise ``<stack>-<logicalId>-<suffix>``.
+The embedded stack creates exactly what the templates say, so everything it needs (names, environment
+variables, event patterns, alarm definitions) is read from ``cdk.out`` through this resolver.
+
+**moto resolves the intrinsics.** Values go through moto's own CloudFormation resolution,
+``moto.cloudformation.parsing.clean_json`` (Ref, Fn::GetAtt, Fn::Join, Fn::Sub, Fn::Select, Fn::Split,
+Fn::ImportValue, Fn::If, Fn::FindInMap, Fn::GetAZs, Fn::Base64, Fn::ToJsonString) and ``parse_condition``
+(Fn::Equals/And/Or/Not, Condition), with moto's ``LazyDict`` of conditions and its ``Export`` objects. What
+moto's ``ResourceMap`` would do — look a logical id up and *create* the resource in moto through moto's own
+CloudFormation models — is replaced by :class:`_StackScope`, which answers with what the embedded stack
+registered for it (it creates resources through the AWS API, :mod:`local.provision`).
+
+**Kept here, and why:**
+
+- Reading the cloud assembly (``manifest.json``, nested stage assemblies, stack dependencies, deploy order):
+  moto knows CloudFormation templates, not CDK assemblies.
+- Physical names: explicit name properties win, otherwise CloudFormation's ``<stack>-<logicalId>-<SUFFIX>``.
+  moto's ``generate_resource_name`` uses a random suffix (names would change at each start; these are stable,
+  so logs and outputs of two runs compare), and moto's name-property map
+  (``resource_name_property_from_type``) has no entry for alarms, dashboards, inline IAM policies and model
+  package groups and gives ``RestApi`` for API Gateway REST APIs (it is ``Name``): ``NAME_PROPERTIES`` below.
+- Creation order (:func:`local.provision.creation_order`): moto's ``ResourceMap`` orders by ``DependsOn`` only and
+  relies on creating a referenced resource lazily, on first lookup; here a resource is created by an API call
+  after everything it refers to (Ref, Fn::GetAtt, Fn::Sub), as CloudFormation does.
+- A reference to something not created (a resource type not emulated) raises :class:`UnresolvedReference`, so
+  the resource that needs it is listed as not emulated instead of being created with a wrong value; moto's
+  ``ResourceMap`` would create the referenced resource through its own model on first lookup, and an attribute
+  that model lacks leaves the ``Fn::GetAtt`` in place with a logged warning.
+
+Behaviours of moto's resolution that differ from CloudFormation and do not occur in this app's templates:
+``AWS::NoValue`` inside a list leaves a ``null`` element; ``Fn::Join`` writes a boolean as ``True``.
 """
 
 from __future__ import annotations
 
+import collections.abc
+import functools
 import hashlib
 import json
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable
-
-NO_VALUE = object()
+from typing import Any, Iterator
 
 # Name properties per resource type: when present, the property is the physical name.
 NAME_PROPERTIES = {
@@ -51,13 +76,6 @@ class StackTemplate:
     def resources(self) -> dict[str, dict[str, Any]]:
         return self.template.get("Resources", {})
 
-    def of_type(self, *types: str) -> Iterable[tuple[str, dict[str, Any]]]:
-        for logical_id, resource in self.resources.items():
-            if resource.get("Type") in types or (
-                "Custom::*" in types and str(resource.get("Type", "")).startswith("Custom::")
-            ):
-                yield logical_id, resource
-
 
 def load_assembly(cdk_out: Path) -> list[StackTemplate]:
     """Every CloudFormation stack in the assembly (nested stage assemblies included), in deploy order."""
@@ -69,8 +87,7 @@ def load_assembly(cdk_out: Path) -> list[StackTemplate]:
 
 
 def _collect(directory: Path, stacks: dict[str, StackTemplate]) -> None:
-    manifest_path = directory / "manifest.json"
-    manifest = json.loads(manifest_path.read_text())
+    manifest = json.loads((directory / "manifest.json").read_text())
     artifact_ids = {}
     for artifact_id, artifact in manifest.get("artifacts", {}).items():
         kind = artifact.get("type")
@@ -80,13 +97,9 @@ def _collect(directory: Path, stacks: dict[str, StackTemplate]) -> None:
         elif kind == "aws:cloudformation:stack":
             name = props.get("stackName") or artifact_id
             artifact_ids[artifact_id] = name
-            template = json.loads((directory / props["templateFile"]).read_text())
-            stacks[name] = StackTemplate(
-                name=name,
-                template=template,
-                path=directory / props["templateFile"],
-                dependencies=list(artifact.get("dependencies", [])),
-            )
+            stacks[name] = StackTemplate(name=name, template=json.loads((directory / props["templateFile"]).read_text()),
+                                         path=directory / props["templateFile"],
+                                         dependencies=list(artifact.get("dependencies", [])))
     for stack in stacks.values():
         stack.dependencies = [artifact_ids.get(d, d) for d in stack.dependencies]
 
@@ -114,17 +127,62 @@ def cfn_physical_name(stack: str, logical_id: str, lowercase: bool = False, limi
     """CloudFormation's generated name: ``stack-logicalId-SUFFIX`` (deterministic here)."""
     suffix = hashlib.sha256(f"{stack}/{logical_id}".encode()).hexdigest()[:12].upper()
     base = f"{stack}-{logical_id}"
-    budget = limit - len(suffix) - 1
-    name = f"{base[:budget]}-{suffix}"
+    name = f"{base[:limit - len(suffix) - 1]}-{suffix}"
     return name.lower() if lowercase else name
 
 
 @dataclass
 class Physical:
-    """What a logical resource resolves to: its Ref value and its GetAtt attributes."""
+    """A created resource as moto's resolution reads it: its Ref value and its GetAtt attributes."""
 
-    ref: Any
+    physical_resource_id: Any
     attrs: dict[str, Any] = field(default_factory=dict)
+    where: str = ""
+
+    def get_cfn_attribute(self, attribute: str) -> Any:
+        if attribute not in self.attrs:
+            raise UnresolvedReference(f"{self.where}: GetAtt {attribute} (unknown attribute)")
+        return self.attrs[attribute]
+
+
+class _StackScope(collections.abc.Mapping):  # type: ignore[type-arg]
+    """One stack's names, in the interface moto's ``clean_json`` expects of its ``ResourceMap``."""
+
+    def __init__(self, resolver: "Resolver", stack: StackTemplate):
+        from moto.cloudformation.parsing import LazyDict, parse_condition
+
+        self.resolver = resolver
+        self.stack = stack
+        self.cross_stack_resources = resolver.exports
+        template = stack.template
+        self.values: dict[str, Any] = {
+            "AWS::AccountId": resolver.account, "AWS::Region": resolver.region, "AWS::Partition": resolver.partition,
+            "AWS::URLSuffix": "amazonaws.com", "AWS::NoValue": None, "AWS::NotificationARNs": [],
+            "AWS::StackName": stack.name, "AWS::StackId": resolver.arn("cloudformation", f"stack/{stack.name}/local"),
+            **template.get("Mappings", {}),
+        }
+        for name, parameter in template.get("Parameters", {}).items():
+            if "Default" in parameter:
+                self.values[name] = parameter["Default"]
+        self.lazy_condition_map = LazyDict()
+        for name, condition in template.get("Conditions", {}).items():
+            self.lazy_condition_map[name] = functools.partial(parse_condition, condition, self, self.lazy_condition_map)
+
+    def __getitem__(self, key: str) -> Any:
+        if key in self.values:
+            return self.values[key]
+        physical = self.resolver.physical.get((self.stack.name, key))
+        if physical is None:
+            if key in self.stack.template.get("Parameters", {}):
+                raise UnresolvedReference(f"{self.stack.name}: parameter {key} has no default")
+            raise UnresolvedReference(f"{self.stack.name}: {key} (not created by the embedded stack)")
+        return physical
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.stack.resources)
+
+    def __len__(self) -> int:
+        return len(self.stack.resources)
 
 
 class Resolver:
@@ -135,21 +193,37 @@ class Resolver:
         self.region = region
         self.partition = partition
         self.physical: dict[tuple[str, str], Physical] = {}
-        self.exports: dict[str, Any] = {}
-        self.templates: dict[str, StackTemplate] = {}
+        self.exports: dict[str, Any] = {}  # export name -> moto's Export
+        self.scopes: dict[str, _StackScope] = {}
 
-    # -- registration -------------------------------------------------------------------------
     def add_stack(self, stack: StackTemplate) -> None:
-        self.templates[stack.name] = stack
+        self.scopes[stack.name] = _StackScope(self, stack)
 
     def register(self, stack: str, logical_id: str, ref: Any, **attrs: Any) -> None:
-        self.physical[(stack, logical_id)] = Physical(ref, dict(attrs))
+        self.physical[(stack, logical_id)] = Physical(ref, dict(attrs), where=f"{stack}/{logical_id}")
 
-    def is_registered(self, stack: str, logical_id: str) -> bool:
-        return (stack, logical_id) in self.physical
+    def resolve(self, stack: str, value: Any) -> Any:
+        from moto.cloudformation.exceptions import ExportNotFound
+        from moto.cloudformation.parsing import clean_json
+
+        try:
+            return clean_json(value, self.scopes[stack])
+        except ExportNotFound as exc:
+            raise UnresolvedReference(f"{stack}: ImportValue: {exc.message}") from exc
+
+    def condition(self, stack: str, name: str) -> bool:
+        try:
+            return bool(self.scopes[stack].lazy_condition_map[name])
+        except KeyError:
+            raise UnresolvedReference(f"{stack}: unknown condition {name}") from None
+
+    def resource_enabled(self, stack: str, resource: dict[str, Any]) -> bool:
+        return "Condition" not in resource or self.condition(stack, resource["Condition"])
 
     def publish_outputs(self, stack: StackTemplate) -> dict[str, Any]:
         """Resolve the stack's Outputs (what ``cdk deploy --outputs-file`` writes) and its exports."""
+        from moto.cloudformation.parsing import Export
+
         outputs: dict[str, Any] = {}
         for key, output in stack.template.get("Outputs", {}).items():
             if "Condition" in output and not self.condition(stack.name, output["Condition"]):
@@ -160,11 +234,10 @@ class Resolver:
                 continue
             outputs[key] = value
             if "Export" in output:
-                export_name = self.resolve(stack.name, output["Export"]["Name"])
-                self.exports[export_name] = value
+                name = self.resolve(stack.name, output["Export"]["Name"])
+                self.exports[name] = Export(self.arn("cloudformation", f"stack/{stack.name}/local"), name, value)
         return outputs
 
-    # -- default names ------------------------------------------------------------------------
     def default_name(self, stack: str, logical_id: str, resource: dict[str, Any]) -> str:
         rtype = resource.get("Type", "")
         prop = NAME_PROPERTIES.get(rtype)
@@ -176,198 +249,5 @@ class Resolver:
         return cfn_physical_name(stack, logical_id)
 
     def arn(self, service: str, resource: str, region: bool = True, account: bool = True) -> str:
-        return (
-            f"arn:{self.partition}:{service}:{self.region if region else ''}:"
-            f"{self.account if account else ''}:{resource}"
-        )
-
-    # -- resolution ---------------------------------------------------------------------------
-    def resolve(self, stack: str, value: Any) -> Any:
-        result = self._resolve(stack, value)
-        return None if result is NO_VALUE else result
-
-    def _resolve(self, stack: str, value: Any) -> Any:
-        if isinstance(value, list):
-            items = [self._resolve(stack, v) for v in value]
-            return [i for i in items if i is not NO_VALUE]
-        if not isinstance(value, dict):
-            return value
-        if len(value) == 1:
-            (key, arg), = value.items()
-            handler = self._intrinsics().get(key)
-            if handler is not None:
-                return handler(stack, arg)
-        out = {}
-        for k, v in value.items():
-            r = self._resolve(stack, v)
-            if r is not NO_VALUE:
-                out[k] = r
-        return out
-
-    def _intrinsics(self) -> dict[str, Callable[[str, Any], Any]]:
-        return {
-            "Ref": self._ref,
-            "Fn::GetAtt": self._get_att,
-            "Fn::Join": self._join,
-            "Fn::Sub": self._sub,
-            "Fn::Select": self._select,
-            "Fn::Split": self._split,
-            "Fn::ImportValue": self._import_value,
-            "Fn::If": self._if,
-            "Fn::Equals": lambda s, a: self._resolve(s, a[0]) == self._resolve(s, a[1]),
-            "Fn::And": lambda s, a: all(self._cond_value(s, x) for x in a),
-            "Fn::Or": lambda s, a: any(self._cond_value(s, x) for x in a),
-            "Fn::Not": lambda s, a: not self._cond_value(s, a[0]),
-            "Condition": lambda s, a: self.condition(s, a),
-            "Fn::FindInMap": self._find_in_map,
-            "Fn::GetAZs": lambda s, a: [f"{self.region}{z}" for z in "abc"],
-            "Fn::Base64": lambda s, a: __import__("base64").b64encode(
-                str(self._resolve(s, a)).encode()
-            ).decode(),
-            "Fn::Length": lambda s, a: len(self._resolve(s, a)),
-            "Fn::ToJsonString": lambda s, a: json.dumps(self._resolve(s, a), separators=(",", ":")),
-        }
-
-    def _pseudo(self, name: str) -> Any:
-        pseudo = {
-            "AWS::AccountId": self.account,
-            "AWS::Region": self.region,
-            "AWS::Partition": self.partition,
-            "AWS::URLSuffix": "amazonaws.com",
-            "AWS::NoValue": NO_VALUE,
-            "AWS::NotificationARNs": [],
-        }
-        if name in pseudo:
-            return pseudo[name]
-        raise KeyError(name)
-
-    def _ref(self, stack: str, name: str) -> Any:
-        if name == "AWS::StackName":
-            return stack
-        if name == "AWS::StackId":
-            return self.arn("cloudformation", f"stack/{stack}/local")
-        try:
-            return self._pseudo(name)
-        except KeyError:
-            pass
-        template = self.templates.get(stack)
-        if template is not None and name in template.template.get("Parameters", {}):
-            param = template.template["Parameters"][name]
-            if "Default" in param:
-                return param["Default"]
-            raise UnresolvedReference(f"{stack}: parameter {name} has no default")
-        physical = self.physical.get((stack, name))
-        if physical is None:
-            raise UnresolvedReference(f"{stack}: Ref {name} (not created by the embedded stack)")
-        return physical.ref
-
-    def _get_att(self, stack: str, arg: Any) -> Any:
-        if isinstance(arg, str):
-            logical_id, attribute = arg.split(".", 1)
-        else:
-            logical_id, attribute = arg[0], self._resolve(stack, arg[1])
-        physical = self.physical.get((stack, logical_id))
-        if physical is None:
-            raise UnresolvedReference(f"{stack}: GetAtt {logical_id}.{attribute} (not created)")
-        if attribute not in physical.attrs:
-            raise UnresolvedReference(f"{stack}: GetAtt {logical_id}.{attribute} (unknown attribute)")
-        return physical.attrs[attribute]
-
-    def _join(self, stack: str, arg: Any) -> str:
-        delimiter, items = arg
-        values = self._resolve(stack, items)
-        return str(delimiter).join(_scalar(v) for v in values)
-
-    _SUB = re.compile(r"\$\{([^}!][^}]*)\}")
-
-    def _sub(self, stack: str, arg: Any) -> str:
-        if isinstance(arg, str):
-            text, variables = arg, {}
-        else:
-            text, variables = arg[0], {k: self._resolve(stack, v) for k, v in arg[1].items()}
-
-        def replace(match: re.Match[str]) -> str:
-            name = match.group(1)
-            if name in variables:
-                return _scalar(variables[name])
-            if "." in name and not name.startswith("AWS::"):
-                return _scalar(self._get_att(stack, name))
-            return _scalar(self._ref(stack, name))
-
-        resolved = self._SUB.sub(replace, text)
-        return resolved.replace("${!", "${")
-
-    def _select(self, stack: str, arg: Any) -> Any:
-        index = int(self._resolve(stack, arg[0]))
-        values = self._resolve(stack, arg[1])
-        return values[index]
-
-    def _split(self, stack: str, arg: Any) -> list[str]:
-        delimiter, source = arg
-        return str(self._resolve(stack, source)).split(delimiter)
-
-    def _import_value(self, stack: str, arg: Any) -> Any:
-        name = self._resolve(stack, arg)
-        if name not in self.exports:
-            raise UnresolvedReference(f"{stack}: ImportValue {name} (no stack exports it)")
-        return self.exports[name]
-
-    def _if(self, stack: str, arg: Any) -> Any:
-        condition, when_true, when_false = arg
-        return self._resolve(stack, when_true if self.condition(stack, condition) else when_false)
-
-    def _cond_value(self, stack: str, value: Any) -> bool:
-        return bool(self._resolve(stack, value))
-
-    def condition(self, stack: str, name: str) -> bool:
-        conditions = self.templates[stack].template.get("Conditions", {})
-        if name not in conditions:
-            raise UnresolvedReference(f"{stack}: unknown condition {name}")
-        return bool(self._resolve(stack, conditions[name]))
-
-    def _find_in_map(self, stack: str, arg: Any) -> Any:
-        map_name, top, second = (self._resolve(stack, a) for a in arg[:3])
-        return self.templates[stack].template["Mappings"][map_name][top][second]
-
-    def resource_enabled(self, stack: str, resource: dict[str, Any]) -> bool:
-        return "Condition" not in resource or self.condition(stack, resource["Condition"])
-
-
-def _scalar(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (dict, list)):
-        raise UnresolvedReference(f"cannot join a non-scalar value: {value!r}")
-    return str(value)
-
-
-def references(value: Any) -> set[str]:
-    """Logical ids that ``value`` refers to (Ref / GetAtt / Sub) — used to order creation."""
-    found: set[str] = set()
-
-    def walk(node: Any) -> None:
-        if isinstance(node, list):
-            for n in node:
-                walk(n)
-        elif isinstance(node, dict):
-            if len(node) == 1:
-                (key, arg), = node.items()
-                if key == "Ref" and isinstance(arg, str) and not arg.startswith("AWS::"):
-                    found.add(arg)
-                    return
-                if key == "Fn::GetAtt":
-                    found.add(arg.split(".")[0] if isinstance(arg, str) else arg[0])
-                    return
-                if key == "Fn::Sub":
-                    text = arg if isinstance(arg, str) else arg[0]
-                    for name in Resolver._SUB.findall(text):
-                        if not name.startswith("AWS::"):
-                            found.add(name.split(".")[0])
-                    if not isinstance(arg, str):
-                        walk(arg[1])
-                    return
-            for v in node.values():
-                walk(v)
-
-    walk(value)
-    return found
+        return (f"arn:{self.partition}:{service}:{self.region if region else ''}:"
+                f"{self.account if account else ''}:{resource}")

@@ -11,7 +11,9 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .stack import EmbeddedStack, Settings
+from .settings import Settings
+from .stack import EmbeddedStack
+from .statefiles import status_environment
 
 
 def generate_sample(out: Path, rows: int, seed: int, target: str, drift: bool = False) -> Path:
@@ -167,8 +169,6 @@ def _extract_report(stack: EmbeddedStack, config: str, work: Path) -> str:
 
 
 def _print_ledger(stack: EmbeddedStack) -> None:
-    from .__main__ import status_environment
-
     state = {"aws_url": stack.aws_url, "region": stack.region,
              "functions": {f.spec.handler: {"environment": f.spec.environment} for f in stack.functions.by_name.values()}}
     print("\nDecision ledger (make status):", flush=True)

@@ -1,23 +1,15 @@
-"""AWS event shapes and the event bus that routes them through the template's rules.
+"""The JSON shapes of the AWS events the embedded stack emits (EventBridge envelopes, as AWS sends them).
 
-Matching uses moto's own EventBridge pattern matcher (``moto.events.models.EventPattern``); the
-rules, patterns, targets and their input transformations come from the synthesized templates.
+Pure functions; :mod:`local.bus` routes the events, :mod:`local.object_events`, :mod:`local.jobs` and
+:mod:`local.endpoints` make them.
 """
 
 from __future__ import annotations
 
-import json
-import logging
-import re
-import threading
 import uuid
-from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote_plus
-
-log = logging.getLogger("local.events")
 
 
 def _iso(ts: datetime | None = None) -> str:
@@ -113,107 +105,3 @@ def endpoint_state_change(describe: dict[str, Any], account: str, region: str) -
 
 def scheduled_event(rule_arn: str, account: str, region: str) -> dict[str, Any]:
     return _envelope("Scheduled Event", "aws.events", account, region, [rule_arn], {})
-
-
-# ------------------------------------------------------------------------------------------------
-@dataclass
-class Target:
-    arn: str
-    target_id: str
-    input: str | None = None
-    input_path: str | None = None
-    input_transformer: dict[str, Any] | None = None
-    max_event_age: int | None = None
-    max_retries: int | None = None
-    dead_letter_arn: str | None = None
-
-    def payload(self, event: dict[str, Any]) -> Any:
-        if self.input is not None:
-            return json.loads(self.input)
-        if self.input_path:
-            return _json_path(event, self.input_path)
-        if self.input_transformer:
-            return _transform(event, self.input_transformer)
-        return event
-
-
-@dataclass
-class Rule:
-    name: str
-    arn: str
-    pattern: dict[str, Any] | None
-    schedule: str | None
-    targets: list[Target] = field(default_factory=list)
-    enabled: bool = True
-    bus: str = "default"
-
-    def matches(self, event: dict[str, Any]) -> bool:
-        if self.pattern is None or not self.enabled:
-            return False
-        from moto.events.models import EventPattern
-
-        return EventPattern.load(json.dumps(self.pattern)).matches_event(event)
-
-
-def _json_path(event: Any, path: str) -> Any:
-    if path in ("$", ""):
-        return event
-    node = event
-    for part in path.lstrip("$.").split("."):
-        if not isinstance(node, dict) or part not in node:
-            return None
-        node = node[part]
-    return node
-
-
-def _transform(event: dict[str, Any], transformer: dict[str, Any]) -> Any:
-    paths = transformer.get("InputPathsMap", {})
-    values = {name: _json_path(event, path) for name, path in paths.items()}
-    template = transformer["InputTemplate"]
-
-    def replace(match: re.Match[str]) -> str:
-        value = values.get(match.group(1))
-        return value if isinstance(value, str) else json.dumps(value)
-
-    rendered = re.sub(r"<([A-Za-z0-9_.-]+)>", replace, template)
-    try:
-        return json.loads(rendered)
-    except ValueError:
-        return rendered
-
-
-Deliver = Callable[[Target, Any, dict[str, Any], Rule], None]
-
-
-class EventBus:
-    """Routes events to the targets of every matching rule; each target delivery is asynchronous."""
-
-    def __init__(self, deliver: Deliver, journal: Path | None = None):
-        self.rules: list[Rule] = []
-        self._deliver = deliver
-        self._journal = journal
-        self._lock = threading.Lock()
-
-    def add_rule(self, rule: Rule) -> None:
-        self.rules.append(rule)
-
-    def put(self, event: dict[str, Any]) -> list[str]:
-        """Deliver ``event``; returns the names of the rules it matched."""
-        matched = [rule for rule in self.rules if rule.matches(event)]
-        self._record({"event": event, "matched": [r.name for r in matched]})
-        for rule in matched:
-            for target in rule.targets:
-                self._deliver(target, target.payload(event), event, rule)
-        return [r.name for r in matched]
-
-    def fire_schedule(self, rule: Rule, account: str, region: str) -> None:
-        event = scheduled_event(rule.arn, account, region)
-        self._record({"event": event, "matched": [rule.name]})
-        for target in rule.targets:
-            self._deliver(target, target.payload(event), event, rule)
-
-    def _record(self, entry: dict[str, Any]) -> None:
-        if self._journal is None:
-            return
-        with self._lock, self._journal.open("a") as f:
-            f.write(json.dumps(entry, default=str) + "\n")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import logging
-import queue
 import subprocess
 import sys
 import threading
@@ -19,6 +18,8 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
+
+from .work_queue import WorkQueue
 
 log = logging.getLogger("local.functions")
 
@@ -131,13 +132,9 @@ class LambdaFunction:
         self.spec = spec
         self._worker = _Worker(spec, base_env, log_dir / f"{spec.name}.log")
         self._invoke_lock = threading.Lock()
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
         self._on_failure = on_failure
-        self._pending = 0
-        self._pending_lock = threading.Lock()
         self.invocations: list[dict[str, Any]] = []  # (source, ok, error) — for status and tests
-        self._thread = threading.Thread(target=self._run, name=f"lambda-{spec.name}", daemon=True)
-        self._thread.start()
+        self._events = WorkQueue(self._attempt, f"lambda-{spec.name}")
 
     def invoke(self, event: Any, source: str = "sync") -> Any:
         """RequestResponse invocation."""
@@ -152,25 +149,11 @@ class LambdaFunction:
 
     def invoke_async(self, event: Any, source: str = "event") -> None:
         """Event invocation: queued, retried on error, then sent to the failure destination."""
-        with self._pending_lock:
-            self._pending += 1
-        self._queue.put(_Job(event, source=source))
+        self._events.put(_Job(event, source=source))
 
     @property
     def busy(self) -> bool:
-        with self._pending_lock:
-            return self._pending > 0
-
-    def _run(self) -> None:
-        while True:
-            job = self._queue.get()
-            if job is None:
-                return
-            try:
-                self._attempt(job)
-            finally:
-                with self._pending_lock:
-                    self._pending -= 1
+        return self._events.busy
 
     def _attempt(self, job: _Job) -> None:
         while True:
@@ -194,7 +177,7 @@ class LambdaFunction:
             self._on_failure(self.spec, job.event, exc)
 
     def stop(self) -> None:
-        self._queue.put(None)
+        self._events.stop()
         self._worker.stop()
 
 

@@ -3,7 +3,9 @@
 Requests are forwarded to the ``serve`` process that currently backs the endpoint; the reply keeps the
 container's status, body and content type, wrapped in the runtime API's own error shapes (a model's
 4xx/5xx becomes ``ModelError``/424, an unknown endpoint ``ValidationError``/400). Each invocation is
-reported to an observer (metrics to CloudWatch, data capture to S3) the way SageMaker does.
+reported to an observer (metrics to CloudWatch, data capture to S3: :mod:`local.endpoint_traffic`) the way
+SageMaker does. The same server answers the embedded stack's control operations (``/_local/...``, loopback only,
+with the control token: :mod:`local.control`). Named for InvokeEndpoint, the one operation it serves.
 """
 
 from __future__ import annotations
@@ -15,12 +17,13 @@ import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Protocol
+from typing import Any, Callable
 from urllib.parse import unquote, urlsplit
 
-log = logging.getLogger("local.runtime")
+from .endpoint_traffic import Invocation, InvokeBackend, Route
+
+log = logging.getLogger("local.invoke_server")
 
 MAX_PAYLOAD_BYTES = 6 * 1024 * 1024  # InvokeEndpoint's documented request limit
 UPSTREAM_TIMEOUT_SECONDS = 60.0  # SageMaker's invocation timeout
@@ -29,37 +32,6 @@ CLIENT_TIMEOUT_SECONDS = 60.0  # a client silent this long mid-request (handshak
 # length is not a plain decimal, the connection is closed instead: nothing is ever read without a bound.
 DRAIN_LIMIT_BYTES = 2 * MAX_PAYLOAD_BYTES
 _DECIMAL = re.compile(r"[0-9]{1,19}")
-
-
-@dataclass(frozen=True)
-class Route:
-    endpoint_name: str
-    variant_name: str
-    host: str
-    port: int
-
-
-@dataclass
-class Invocation:
-    endpoint_name: str
-    variant_name: str
-    request_body: bytes
-    request_content_type: str
-    accept: str
-    status: int  # the container's HTTP status (0 = not reached)
-    response_body: bytes
-    response_content_type: str
-    model_latency_us: float
-    overhead_latency_us: float
-    inference_id: str | None = None
-    event_id: str = field(default_factory=lambda: str(uuid.uuid4()))
-    time: float = field(default_factory=time.time)
-
-
-class RuntimeBackend(Protocol):
-    def route(self, endpoint_name: str) -> Route | None: ...
-
-    def observe(self, invocation: Invocation) -> None: ...
 
 
 ControlHandler = Callable[[str, str, bytes], tuple[int, Any]]
@@ -110,12 +82,12 @@ class _TlsHttpServer(ThreadingHTTPServer):
         log.debug("connection from %s failed", client_address, exc_info=True)
 
 
-class RuntimeServer:
+class InvokeServer:
     """Threaded HTTPS server; ``backend`` decides where each endpoint's traffic goes."""
 
     def __init__(
         self,
-        backend: RuntimeBackend,
+        backend: InvokeBackend,
         ssl_context: Any,
         host: str = "127.0.0.1",
         port: int = 0,

@@ -13,11 +13,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 ALL = ["serve", "batch", "hostile", "train", "control", "loop", "toolchain"]
 # What each benchmark needs before it can measure anything; until then it must say "not measured yet".
+ENTRYPOINTS = Path(sys.executable).parent  # the image's console scripts in this virtualenv
 PREREQUISITES = {
-    "serve": [ROOT / "container" / "serve", ROOT / "container" / "train"],
-    "batch": [ROOT / "container" / "serve", ROOT / "container" / "train"],
-    "hostile": [ROOT / "container" / "serve", ROOT / "container" / "train"],
-    "train": [ROOT / "container" / "train"],
+    "serve": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
+    "batch": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
+    "hostile": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
+    "train": [ENTRYPOINTS / "train"],
     "control": [ROOT / "bench" / "control_plane.py"],
     "loop": [ROOT / "local" / "__main__.py"],
     "toolchain": [ROOT / "app.py", ROOT / "cdk.json"],

@@ -7,24 +7,25 @@ import os
 import shutil
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
-CONTAINER = REPO / "container"
+# The image's commands are kedro_project's console scripts ([project.scripts]); the image installs the package, and
+# so does `make install` into this virtualenv: the same commands, run here as processes.
+COMMANDS = Path(sys.executable).parent
 TARGET = "churn"
 
 
 def process_env(opt_ml: Path, **extra: str) -> dict[str, str]:
     env = dict(os.environ)
     env.update({"OPT_ML_ROOT": str(opt_ml), "KEDRO_DISABLE_TELEMETRY": "true", "OMP_NUM_THREADS": "1",
-                "MLOPS_PYTHON": sys.executable, **extra})
+                **extra})
     return env
 
 
 def run(command: str, opt_ml: Path, timeout: float = 300, **extra: str) -> subprocess.CompletedProcess:
-    """Run container/<command> as SageMaker would (as a process), /opt/ml rooted at `opt_ml`."""
-    return subprocess.run([str(CONTAINER / command)], env=process_env(opt_ml, **extra), capture_output=True,
+    """Run the image command `command` as SageMaker would (as a process), /opt/ml rooted at `opt_ml`."""
+    return subprocess.run([str(COMMANDS / command)], env=process_env(opt_ml, **extra), capture_output=True,
                           text=True, timeout=timeout)
 
 
@@ -59,11 +60,10 @@ def processing_layout(root: Path, inputs: dict[str, dict[str, bytes | Path]]) ->
 
 
 def model_tarball(model_dir: Path, out: Path) -> Path:
-    """model.tar.gz as SageMaker packs /opt/ml/model."""
-    with tarfile.open(out, "w:gz") as archive:
-        for path in sorted(model_dir.iterdir()):
-            archive.add(path, arcname=path.name)
-    return out
+    """model.tar.gz as SageMaker packs /opt/ml/model (the embedded stack's packing, local/channels.py)."""
+    from local.channels import tar_directory
+
+    return tar_directory(model_dir, out)
 
 
 def write_model_dir(directory: Path, frame, target: str = TARGET, task: str = "auto", max_iter: int = 40) -> Path:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from entrypoint_support import CONTAINER, process_env
+from entrypoint_support import COMMANDS, process_env
 
 READY_SECONDS = 120
 
@@ -30,7 +30,7 @@ class Server:
         env = process_env(opt_ml, SAGEMAKER_BIND_TO_PORT=str(self.port), SERVE_WORKERS=str(workers),
                           SERVE_HOST="127.0.0.1", **extra)
         out = open(log, "w") if log is not None else subprocess.PIPE  # noqa: SIM115 (closed below)
-        self.process = subprocess.Popen([str(CONTAINER / "serve")], env=env, stdout=out,
+        self.process = subprocess.Popen([str(COMMANDS / "serve")], env=env, stdout=out,
                                         stderr=subprocess.STDOUT, text=True)
         if log is not None:
             out.close()  # the child has its own copy

@@ -1,8 +1,10 @@
-"""One embedded stack per test session, run as `python -m local up` in a subprocess.
+"""Fixtures of the embedded stack's tests.
 
-A subprocess (not in-process) because the stack patches moto's SageMaker backend and runs moto's
-server on global backends; the unit tests of lambda/ use moto's in-process mocks in this same pytest
-process and must see unpatched, reset backends.
+- ``stack``: one embedded stack per test session for the end-to-end tests, run as `python -m local up` in a
+  subprocess (as `make up` runs it: its worker processes, jobs and serving fleets end with it).
+- ``moto``: moto's server in this process with the stack's own SageMaker, S3 and SNS backends installed for one
+  module (local.aws.install_backend), and taken out again at teardown, so that the lambdas' tests, which use
+  moto's in-process mocks, see moto's own backends.
 """
 
 from __future__ import annotations
@@ -20,6 +22,10 @@ from pathlib import Path
 import boto3
 import pytest
 from botocore.config import Config
+
+from local import aws
+from local.observed_backends import ObservedS3Backend, ObservedSNSBackend
+from local.sagemaker_backend import LocalSageMakerBackend, LocalSageMakerResponse
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -133,3 +139,44 @@ def stack(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+class MotoStack:
+    """moto's server with the stack's backends; ``objects``/``messages`` record what the backends reported."""
+
+    region = "us-east-1"
+
+    def __init__(self):
+        from moto.s3.models import s3_backends
+        from moto.sagemaker.models import sagemaker_backends
+        from moto.sns.models import sns_backends
+
+        self.objects: list[tuple[str, str, str, str]] = []  # (event name, bucket, key, version)
+        self.messages: list[tuple[str, str, str | None]] = []
+        self.sagemaker = LocalSageMakerBackend(self.region, aws.ACCOUNT)
+        self.s3 = ObservedS3Backend("aws", aws.ACCOUNT, on_object_created=lambda event, bucket, key: self.objects.append(
+            (event, bucket.name, key.name, key.version_id)))
+        self.sns = ObservedSNSBackend(self.region, aws.ACCOUNT, on_published=lambda *m: self.messages.append(m))
+        self._undo = [aws.install_backend(sagemaker_backends, aws.ACCOUNT, self.region, self.sagemaker),
+                      aws.install_backend(s3_backends, aws.ACCOUNT, "aws", self.s3),
+                      aws.install_backend(sns_backends, aws.ACCOUNT, self.region, self.sns)]
+        self.server = aws.AwsServer(responses={"sagemaker": LocalSageMakerResponse})
+        self.server.start()
+        self.url = self.server.url
+
+    def client(self, service):
+        return aws.client(service, self.url, self.region)
+
+    def close(self):
+        self.server.stop()
+        for undo in reversed(self._undo):
+            undo()
+
+
+@pytest.fixture(scope="module")
+def moto():
+    stack = MotoStack()
+    try:
+        yield stack
+    finally:
+        stack.close()

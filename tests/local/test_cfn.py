@@ -1,10 +1,11 @@
-"""The CloudFormation resolver: intrinsics resolve to the physical names the embedded stack created."""
+"""The CloudFormation resolver (moto's clean_json over the stack's names) and the cloud assembly reader."""
 
 import json
 
 import pytest
 
-from local.cfn import Resolver, StackTemplate, UnresolvedReference, cfn_physical_name, load_assembly, references
+from local.cfn import Resolver, StackTemplate, UnresolvedReference, cfn_physical_name, load_assembly
+from local.provision import creation_order, references
 
 ACCOUNT, REGION = "123456789012", "eu-west-1"
 
@@ -58,7 +59,7 @@ def test_outputs_exports_and_cross_stack_import():
     assert value == f"arn:aws:dynamodb:{REGION}:{ACCOUNT}:table/" + cfn_physical_name("Storage", "Ledger")
 
 
-def test_sub_select_split_if_novalue_and_getatt_string_form():
+def test_sub_select_split_if_novalue_parameters_and_conditions():
     resolver, _ = make_resolver()
     assert resolver.resolve("Storage", {"Fn::Sub": "arn:${AWS::Partition}:s3:::${DataBucket}/incoming/*"}) == (
         "arn:aws:s3:::mlops-dev-data-123456789012-eu-west-1/incoming/*")
@@ -108,8 +109,6 @@ def test_load_assembly_orders_by_dependency_and_reads_nested_assemblies(tmp_path
 
 
 def test_creation_order_follows_references_and_depends_on():
-    from local.stack import _creation_order
-
     resources = {
         "Fn": {"Type": "AWS::Lambda::Function", "Properties": {"Role": {"Fn::GetAtt": ["Role", "Arn"]}},
                "DependsOn": ["Policy"]},
@@ -117,14 +116,30 @@ def test_creation_order_follows_references_and_depends_on():
         "Role": {"Type": "AWS::IAM::Role", "Properties": {}},
         "Rule": {"Type": "AWS::Events::Rule", "Properties": {"Targets": [{"Arn": {"Fn::Sub": "${Fn.Arn}"}}]}},
     }
-    order = _creation_order(resources)
+    order = creation_order(resources)
     assert order.index("Role") < order.index("Policy") < order.index("Fn") < order.index("Rule")
 
 
-def test_only_rate_schedules_have_an_interval():
-    from local.stack import schedule_interval
+def test_conditions_combine_and_reference_each_other():
+    template = {"Conditions": {"InRegion": {"Fn::Equals": [{"Ref": "AWS::Region"}, "eu-west-1"]},
+                               "NotProd": {"Fn::Not": [{"Condition": "IsProd"}]},
+                               "IsProd": {"Fn::Equals": ["a", "b"]},
+                               "Both": {"Fn::And": [{"Condition": "InRegion"}, {"Condition": "NotProd"}]}},
+                "Resources": {}}
+    resolver = Resolver(ACCOUNT, REGION)
+    resolver.add_stack(StackTemplate("S", template, path=None))  # type: ignore[arg-type]
+    assert resolver.condition("S", "Both") is True
+    with pytest.raises(UnresolvedReference, match="unknown condition"):
+        resolver.condition("S", "Nope")
 
-    assert schedule_interval("rate(1 day)") == 86400
-    assert schedule_interval("rate(6 hours)") == 21600
-    assert schedule_interval("rate(5 minutes)") == 300
-    assert schedule_interval("cron(0 12 * * ? *)") is None
+
+def test_values_go_through_motos_own_resolution(monkeypatch):
+    """The resolver is moto's clean_json with the stack's names: not a second implementation of intrinsics."""
+    import moto.cloudformation.parsing as parsing
+
+    seen = []
+    original = parsing.clean_json
+    monkeypatch.setattr(parsing, "clean_json", lambda value, scope: seen.append(value) or original(value, scope))
+    resolver, _ = make_resolver()
+    assert resolver.resolve("Storage", {"Fn::Join": ["-", ["a", {"Ref": "AWS::Region"}]]}) == "a-eu-west-1"
+    assert {"Fn::Join": ["-", ["a", {"Ref": "AWS::Region"}]]} in seen

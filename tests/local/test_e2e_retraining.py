@@ -173,6 +173,9 @@ def test_a_concept_shift_is_learned_from_new_labeled_data(stack, serving, sample
     labels = [row[target] for row in holdout]
     old = _accuracy(v1.predict(_frame(holdout, v1_metadata)), labels)
     new = _accuracy(_served(stack, holdout, target), labels)
+    print(f"\nconcept shift, {len(labels)} held-out B rows: accuracy new model {new:.3f}, old model {old:.3f}; "
+          f"gate on {gate['details']['rows']} new rows: {gate['details']['challenger_on_rows']:.3f} vs "
+          f"{gate['details']['production']:.3f}")
     assert new > old + 0.15, (new, old)
 
 
@@ -206,6 +209,8 @@ def test_labels_for_captured_requests_measure_the_model_and_retrain_it_once(stac
     probabilities = model.predict_proba(_frame(rows, metadata))[:, list(model.classes_).index("yes")]
     expected = roc_auc_score([row[target] == "yes" for row in rows], probabilities)
     assert joined["details"]["model_quality"]["value"] == pytest.approx(expected, abs=1e-9)
+    print(f"\nground truth: ModelQuality roc_auc {joined['details']['model_quality']['value']:.4f}, recomputed "
+          f"{expected:.4f} on {len(rows)} labeled captures")
     assert joined["details"]["model_quality"]["metric"] == "roc_auc" and expected < 0.7
     states = stack.control("POST", "alarms/evaluate")["alarms"]
     assert states[f"{prefix}-model-quality"] == "ALARM", states

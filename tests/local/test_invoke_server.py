@@ -1,4 +1,4 @@
-"""The HTTPS runtime proxy: SageMaker runtime API shapes over TLS with the local CA, through boto3."""
+"""The invoke server (local.invoke_server): SageMaker runtime API shapes over TLS with the local CA, through boto3."""
 
 import json
 import threading
@@ -8,7 +8,8 @@ import boto3
 import pytest
 from botocore.config import Config
 
-from local.runtime import Route, RuntimeServer
+from local.endpoint_traffic import Route
+from local.invoke_server import InvokeServer
 from local.tls import ensure_certificates
 
 
@@ -50,7 +51,7 @@ def proxy(tmp_path_factory):
     tls = ensure_certificates(tmp_path_factory.mktemp("tls"))
     backend = Backend(model.server_address[1])
     calls = []
-    server = RuntimeServer(backend, tls.server_context(), control=lambda m, p, b: (calls.append(p) or (200, {"ok": True})),
+    server = InvokeServer(backend, tls.server_context(), control=lambda m, p, b: (calls.append(p) or (200, {"ok": True})),
                            control_token="secret")
     server.start()
     client = boto3.session.Session(aws_access_key_id="x", aws_secret_access_key="y", region_name="us-east-1").client(
@@ -182,7 +183,7 @@ def test_a_chunked_body_is_refused_rather_than_read_as_the_next_request(proxy):
 
 def test_a_client_that_stops_mid_request_is_disconnected(tmp_path_factory):
     tls = ensure_certificates(tmp_path_factory.mktemp("tls-timeout"))
-    server = RuntimeServer(Backend(1), tls.server_context(), client_timeout=0.5)
+    server = InvokeServer(Backend(1), tls.server_context(), client_timeout=0.5)
     server.start()
     try:
         answer = _raw_exchange(server, tls, b"POST /endpoints/ep/invocations HTTP/1.1\r\nHost: loc")

@@ -26,7 +26,8 @@ from typing import Any
 
 import pandas as pd
 
-from ml_pipeline.serving.parsing import NA_TOKENS, Columns, FeatureSchema, RequestError, media_type, parse_body
+from ml_pipeline.serving.parsing import (NA_TOKENS, Columns, FeatureSchema, RequestError, media_type, parse_body,
+                                         request_format)
 
 FILE_KEY = "_file"  # added to every record read: the capture file it came from (relative to the capture root)
 UNREADABLE_KEY = "_unreadable"  # a line that is not JSON: "<file>:<line number>"
@@ -170,15 +171,15 @@ def export_rows(records: list[dict], metadata: dict | None = None) -> tuple[pd.D
 
 def _generic_rows(record: dict, answered: int) -> pd.DataFrame:
     body, content_type = request_body(record)
-    kind = media_type(content_type)
+    kind = request_format(content_type)
     text = body.decode("utf-8").lstrip("\ufeff")
-    if kind == "application/json":
+    if kind == "json":
         document = json.loads(text)
         instances = document.get("instances", [document]) if isinstance(document, dict) else document
         return _instances_frame(instances)
-    if kind in ("application/jsonlines", "application/x-jsonlines"):
+    if kind == "jsonlines":
         return _instances_frame([json.loads(line) for line in text.split("\n") if line.strip(" \t\r")])
-    if kind in ("text/csv", "application/csv"):
+    if kind == "csv":
         lines = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
         if not lines:
             raise ValueError("empty CSV body")
@@ -186,7 +187,7 @@ def _generic_rows(record: dict, answered: int) -> pd.DataFrame:
         data = lines[1:] if header else lines
         names = [h.strip() for h in header] if header else [f"column_{i + 1}" for i in range(len(lines[0]))]
         return pd.DataFrame([[None if v in NA_TOKENS else v for v in row] for row in data], columns=names)
-    raise ValueError(f"unsupported content type {kind or '(none)'}")
+    raise ValueError(f"unsupported content type {media_type(content_type) or '(none)'}")
 
 
 def _instances_frame(instances: Any) -> pd.DataFrame:

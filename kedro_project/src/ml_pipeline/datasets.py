@@ -1,4 +1,12 @@
-"""Kedro datasets for the SageMaker file layout (directories of inputs, a model directory or model.tar.gz)."""
+"""Kedro datasets for the SageMaker file layout (directories of inputs, a model directory or model.tar.gz).
+
+The catalogs use kedro-datasets wherever it has the dataset: the model (`pickle.PickleDataset`, backend joblib),
+the JSON documents (`json.JSONDataset`), the HTML reports (`text.TextDataset`) and labeled.csv
+(`pandas.CSVDataset`). The datasets here have no library equivalent: each reads a SageMaker input whose shape
+the library datasets do not know — every CSV/Parquet file under a channel directory as one table (or only their
+paths), the production model as `model.tar.gz` checked against its pin before anything is unpickled, its
+`metadata.json` from inside the tarball, and data-capture JSON Lines under a prefix.
+"""
 
 from __future__ import annotations
 
@@ -11,12 +19,10 @@ import zlib
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import joblib
 from kedro.io import AbstractDataset, DatasetError
 
 from ml_pipeline import tabular
 from ml_pipeline.errors import DataError
-from ml_pipeline.jsonutil import to_jsonable
 
 log = logging.getLogger(__name__)
 
@@ -59,66 +65,6 @@ class TabularDataset(AbstractDataset[Any, Any]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path, "sources": self._sources}
-
-
-class JoblibDataset(AbstractDataset[Any, Any]):
-    """A Python object (the scikit-learn Pipeline) in a joblib file."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-
-    def load(self) -> Any:
-        return joblib.load(self._path)
-
-    def save(self, data: Any) -> None:
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        joblib.dump(data, self._path)
-
-    def _exists(self) -> bool:
-        return Path(self._path).exists()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": self._path}
-
-
-class JSONFileDataset(AbstractDataset[Any, Any]):
-    """A JSON document; numpy scalars/arrays are converted on save."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-
-    def load(self) -> Any:
-        return json.loads(Path(self._path).read_text(encoding="utf-8"))
-
-    def save(self, data: Any) -> None:
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        Path(self._path).write_text(json.dumps(to_jsonable(data), indent=1, allow_nan=False), encoding="utf-8")
-
-    def _exists(self) -> bool:
-        return Path(self._path).exists()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": self._path}
-
-
-class TextFileDataset(AbstractDataset[str, str]):
-    """A UTF-8 text file (HTML reports)."""
-
-    def __init__(self, path: str) -> None:
-        self._path = path
-
-    def load(self) -> str:
-        return Path(self._path).read_text(encoding="utf-8")
-
-    def save(self, data: str) -> None:
-        Path(self._path).parent.mkdir(parents=True, exist_ok=True)
-        Path(self._path).write_text(data, encoding="utf-8")
-
-    def _exists(self) -> bool:
-        return Path(self._path).exists()
-
-    def _describe(self) -> dict[str, Any]:
-        return {"path": self._path}
 
 
 def read_model_metadata(path: str | Path) -> dict | None:

@@ -1,4 +1,5 @@
-"""Plain-JSON conversion of numpy/pandas values (metadata, reports)."""
+"""Plain-JSON conversion of numpy/pandas values: a node whose output is a JSON document (metadata.json, a report)
+returns `to_jsonable(...)`, so the catalog's library `json.JSONDataset` writes it as is."""
 
 from __future__ import annotations
 

@@ -2,10 +2,11 @@
 
 Deliberately framework-free: per request it only parses the body, predicts and writes bytes.
 
-Content types in: text/csv (header optional), application/json ({"instances": [...]}, a list of records or
-lists, or one record), application/jsonlines. Out (Accept, with q-values): application/json or text/csv; */* or
-no Accept answers in the request's format. Probabilities: header `X-Amzn-SageMaker-Custom-Attributes:
-probabilities=true` (passes through InvokeEndpoint's CustomAttributes) or query `?probabilities=true`.
+Content types in (parsing.REQUEST_FORMATS): text/csv (header optional), application/json ({"instances": [...]},
+a list of records or lists, or one record), application/jsonlines. Out (Accept, with q-values;
+parsing.ANSWER_TYPES): application/json or text/csv; */* or no Accept answers in the request's format.
+Probabilities: header `X-Amzn-SageMaker-Custom-Attributes: probabilities=true` (passes through InvokeEndpoint's
+CustomAttributes) or query `?probabilities=true`.
 A body larger than INLINE_MAX_BYTES is parsed and predicted on the worker's compute thread, so that /ping and
 small requests keep being answered meanwhile; smaller ones are done inline, which is faster for them.
 """
@@ -27,7 +28,7 @@ from ml_pipeline.paths import model_dir
 from ml_pipeline.serving import timeouts
 from ml_pipeline.serving.cores import CoreShare
 from ml_pipeline.serving.integrity import InvalidModelDirectory, model_digest
-from ml_pipeline.serving.parsing import RequestError, media_type, parse_body
+from ml_pipeline.serving.parsing import ANSWER_TYPES, CSV, JSON, RequestError, answer_type, parse_body, request_format
 from ml_pipeline.serving.predictor import CompiledModel, Prediction
 
 log = logging.getLogger("uvicorn.error")  # configured by uvicorn in every worker
@@ -39,8 +40,8 @@ INLINE_MAX_BYTES = 64 * 1024
 PIN_VARIABLE = "MODEL_SHA256"
 _body_deadlines = timeouts.Deadlines()
 
-_JSON_HEADERS = [(b"content-type", b"application/json")]
-_CSV_HEADERS = [(b"content-type", b"text/csv")]
+_JSON_HEADERS = [(b"content-type", JSON.encode())]
+_CSV_HEADERS = [(b"content-type", CSV.encode())]
 
 
 class _State:
@@ -223,19 +224,16 @@ def _wants_probabilities(scope) -> bool:
     return False
 
 
-_OFFERS = ("application/json", "text/csv")
-
-
 def _output_type(accept: str | None, content_type: str) -> str:
     """The answer's media type: the acceptable offer with the highest q (RFC 9110); a tie keeps Accept's order."""
-    requested = "text/csv" if media_type(content_type) in ("text/csv", "application/csv") else "application/json"
+    requested = answer_type(content_type)
     if not accept or not accept.strip():
         return requested
-    if accept in _OFFERS:  # what clients send almost always: no parsing
+    if accept in ANSWER_TYPES:  # what clients send almost always: no parsing
         return accept
     ranges = _media_ranges(accept)
     best, best_key = None, None
-    for offer in _OFFERS:
+    for offer in ANSWER_TYPES:
         match = _most_specific_range(ranges, offer)
         if match is None or match[1] <= 0:  # not listed, or q=0: "not acceptable"
             continue
@@ -245,7 +243,7 @@ def _output_type(accept: str | None, content_type: str) -> str:
             best, best_key = offer, key
     if best is None:
         shown = accept if len(accept) <= 200 else accept[:200] + "…"
-        raise RequestError(406, f"cannot answer in {shown}: accept application/json or text/csv")
+        raise RequestError(406, f"cannot answer in {shown}: accept {' or '.join(ANSWER_TYPES)}")
     return best
 
 
@@ -284,8 +282,7 @@ async def _invocations(scope, receive) -> tuple[int, bytes, list]:
     if model is None:
         raise RequestError(503, state.error or "model not loaded yet")
     content_type = _header(scope, b"content-type") or ""
-    if media_type(content_type) not in ("text/csv", "application/csv", "application/json",
-                                        "application/jsonlines", "application/x-jsonlines"):
+    if request_format(content_type) is None:
         # Before reading the body: a wrong type is answered without buffering megabytes.
         parse_body(b"", content_type, model.schema)
     output = _output_type(_header(scope, b"accept"), content_type)
@@ -316,7 +313,7 @@ def _compute(model: CompiledModel, body: bytes, content_type: str, probabilities
         parsed = parse_body(body, content_type, model.schema)
         prediction = model.predict(parsed, probabilities=probabilities,
                                    threads=cores.threads if cores is not None else None)
-        if output == "text/csv":
+        if output == CSV:
             return 200, render_csv(prediction), _CSV_HEADERS
         return 200, render_json(prediction), _JSON_HEADERS
 

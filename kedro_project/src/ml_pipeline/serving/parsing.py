@@ -21,6 +21,15 @@ NA_TOKENS = frozenset({
     "", "#N/A", "#N/A N/A", "#NA", "-1.#IND", "-1.#QNAN", "-NaN", "-nan", "1.#IND", "1.#QNAN", "<NA>", "N/A",
     "NA", "NULL", "NaN", "None", "n/a", "nan", "null",
 })
+# The media types: the one place that says which request formats `serve` reads (app.py, captures.py read it here)
+# and what it answers in. A new request format = an entry here + its parser in parse_body.
+CSV, JSON = "text/csv", "application/json"
+REQUEST_FORMATS = {
+    CSV: "csv", "application/csv": "csv",
+    JSON: "json",
+    "application/jsonlines": "jsonlines", "application/x-jsonlines": "jsonlines",
+}
+ANSWER_TYPES = (JSON, CSV)  # what `Accept` can choose from, in this order of preference on a tie
 PANDAS_THRESHOLD_ROWS = 64
 NAMES_SHOWN = 10  # an error lists this many offending column names, then says how many more there are
 NAME_CHARS_SHOWN = 40
@@ -82,17 +91,27 @@ def media_type(header: str | None) -> str:
     return (header or "").split(";", 1)[0].strip().lower()
 
 
+def request_format(content_type: str | None) -> str | None:
+    """"csv", "json" or "jsonlines" for an accepted request media type; None for any other."""
+    return REQUEST_FORMATS.get(media_type(content_type))
+
+
+def answer_type(content_type: str | None) -> str:
+    """The media type of an answer in the request's own format (Accept absent or */*)."""
+    return CSV if request_format(content_type) == "csv" else JSON
+
+
 def parse_body(body: bytes, content_type: str, schema: FeatureSchema) -> Columns:
-    """Dispatch on the media type; 415 for anything but text/csv and application/json."""
-    kind = media_type(content_type)
-    if kind in ("text/csv", "application/csv"):
+    """Dispatch on the media type (REQUEST_FORMATS); 415 for any other."""
+    kind = request_format(content_type)
+    if kind == "csv":
         return parse_csv(body, schema)
-    if kind in ("application/json", "application/jsonlines", "application/x-jsonlines"):
-        if kind == "application/json":
-            return parse_json(body, schema)
+    if kind == "json":
+        return parse_json(body, schema)
+    if kind == "jsonlines":
         return parse_json_lines(body, schema)
-    shown = kind or "(none)"
-    raise RequestError(415, f"unsupported content type {shown}: send text/csv or application/json")
+    shown = media_type(content_type) or "(none)"
+    raise RequestError(415, f"unsupported content type {shown}: send one of {', '.join(REQUEST_FORMATS)}")
 
 
 _UTF8_BOM = "\ufeff".encode()

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from ml_pipeline import drift, expectations, schema, tabular, validation
 from ml_pipeline.errors import DataError
+from ml_pipeline.jsonutil import to_jsonable
 
 
 def validate_new_data(new_data_files: list[str], production_model: dict | None, target_column: str, task: str,
@@ -19,7 +20,7 @@ def validate_new_data(new_data_files: list[str], production_model: dict | None, 
     try:
         frame = tabular.read_tables([Path(p) for p in new_data_files])
     except DataError as exc:
-        return validation.unreadable_report("validation", str(exc), reference)
+        return to_jsonable(validation.unreadable_report("validation", str(exc), reference))
     if production_model:
         target = production_model.get("target", target_column)
         features = production_model["features"]
@@ -45,7 +46,7 @@ def validate_new_data(new_data_files: list[str], production_model: dict | None, 
                                        accept_shift=bool(policy.get("accept_shift", False))),
               "reference": reference}
     report["summary"] = validation.summarise(report)
-    return report
+    return to_jsonable(report)
 
 
 def render_validation_report(report: dict) -> str:

@@ -17,6 +17,7 @@ from threadpoolctl import threadpool_limits
 
 from ml_pipeline import comparison as champion_comparison
 from ml_pipeline import metrics as metric_functions
+from ml_pipeline.jsonutil import to_jsonable
 from ml_pipeline.plots import page, png, table
 
 FORMAT_VERSION = 1
@@ -282,7 +283,7 @@ def assemble_metadata(data_schema: dict, model_metrics: dict, reference_profile:
                       comparison: dict | None = None) -> dict:
     """metadata.json of the model directory (CONTRACTS.md)."""
     extra = {} if comparison is None else {"comparison": comparison}
-    return {
+    return to_jsonable({
         "format_version": FORMAT_VERSION,
         "task": data_schema["task"],
         "target": data_schema["target"],
@@ -298,4 +299,4 @@ def assemble_metadata(data_schema: dict, model_metrics: dict, reference_profile:
                     "pandas": pd.__version__, "numpy": np.__version__},
         **extra,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-    }
+    })

@@ -13,6 +13,7 @@ from threadpoolctl import threadpool_limits
 from ml_pipeline import captures, metrics as metric_functions, tabular
 from ml_pipeline.errors import ConfigError, DataError
 from ml_pipeline.expectations import ERROR, TABLE
+from ml_pipeline.jsonutil import to_jsonable
 from ml_pipeline.plots import page, table
 from ml_pipeline.serving.parsing import NA_TOKENS, FeatureSchema
 
@@ -99,7 +100,7 @@ def join_labels(labels: pd.DataFrame, labels_read: dict, captured_rows: pd.DataF
         "failures": failures,
     }
     report["summary"] = _summary(report)
-    return joined[[*names, target]].reset_index(drop=True), report
+    return joined[[*names, target]].reset_index(drop=True), to_jsonable(report)
 
 
 def gate_metric(configured: str | None, task: str) -> str:

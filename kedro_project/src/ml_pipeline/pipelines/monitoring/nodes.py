@@ -6,6 +6,7 @@ import pandas as pd
 
 from ml_pipeline import captures, expectations, validation
 from ml_pipeline.errors import DataError
+from ml_pipeline.jsonutil import to_jsonable
 from ml_pipeline.serving.parsing import FeatureSchema
 
 
@@ -41,7 +42,7 @@ def monitor_requests(frame: pd.DataFrame, counts: dict, production_model: dict) 
         report["summary"] = f"no scorable requests captured ({counts['records']} records read): nothing to compare"
     else:
         report["summary"] = validation.summarise(report).replace("passed validation", "scored")
-    return report
+    return to_jsonable(report)
 
 
 def render_monitoring_report(report: dict) -> str:
