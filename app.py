@@ -44,8 +44,10 @@ def build_app(context: Mapping[str, Any] | None = None, outdir: str | None = Non
     env = Environment(account=config.account or None, region=config.region or None)
     stack_name = f"{config.project}-{config.stage}".title().replace("-", "")
     storage = StorageStack(app, f"{stack_name}Storage", config=config, env=env,
-                           description=f"{config.prefix}: KMS key, data/artifacts buckets, ledger (stateful)")
-    pipeline = PipelineStack(app, f"{stack_name}Pipeline", config=config, key=storage.key, env=env,
+                           description=f"{config.prefix}: KMS key, data/artifacts buckets, ledger"
+                           f"{', MLflow' if config.mlflow_tracking else ''} (stateful)")
+    pipeline = PipelineStack(app, f"{stack_name}Pipeline", config=config, key=storage.key,
+                             mlflow_app_arn=storage.tracking.app_arn if storage.tracking else None, env=env,
                              description=f"{config.prefix}: image, SageMaker roles, control-plane Lambdas, events")
     pipeline.add_stack_dependency(storage, "bucket and table names are referenced by name")
     serving = ServingStack(app, f"{stack_name}Serving", props=pipeline.control_plane,

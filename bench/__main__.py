@@ -1,4 +1,4 @@
-"""python -m bench [--smoke] [--only serve,batch,hostile,train,control,loop,toolchain]
+"""python -m bench [--smoke] [--only serve,batch,hostile,mlflow,train,control,loop,toolchain]
 
 A full run rewrites bench/results.json (the benchmarks it ran; the others keep their last figures) and
 bench/RESULTS.md from it. --smoke runs every benchmark for seconds on tiny inputs and writes only under
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import common, report
 
-ALL = ["serve", "batch", "hostile", "train", "control", "loop", "toolchain"]
+ALL = ["serve", "batch", "hostile", "mlflow", "train", "control", "loop", "toolchain"]
 
 
 def run_one(name: str, args: argparse.Namespace, workdir: Path) -> list[common.Figure]:
@@ -32,6 +32,12 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path) -> list[common.F
         from bench import hostile_bench
 
         return hostile_bench.run(smoke=args.smoke, workdir=workdir / "serve", model_root=model_root)
+    if name == "mlflow":
+        from bench import mlflow_bench
+
+        # The serving benchmarks' model (cached under serve/), its MLflow copy and the servers' logs under mlflow/.
+        return mlflow_bench.run(smoke=args.smoke, workdir=workdir / "mlflow", model_root=model_root,
+                                model_cache=workdir / "serve")
     if name == "train":
         from bench import train_bench
 
@@ -58,7 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workdir", default=str(common.OUT), help="scratch space (data, models, logs)")
     parser.add_argument("--results", help="where to write the JSON results (default: bench/results.json, "
                                           "or WORKDIR/smoke-results.json with --smoke)")
-    parser.add_argument("--model-root", help="serve/batch: an existing OPT_ML_ROOT to serve instead of training one")
+    parser.add_argument("--model-root",
+                        help="serve/batch/hostile/mlflow: an existing OPT_ML_ROOT to serve instead of training one")
     parser.add_argument("--skip-10m", action="store_true", help="train: skip the 10M-row memory point")
     parser.add_argument("--train-order", choices=["abba", "ours-first", "bare-first"], default="abba",
                         help="train: order of the runs (abba = ours, bare, bare, ours: cancels a drifting load)")

@@ -6,7 +6,7 @@ from typing import Any
 
 FINDINGS = Path(__file__).resolve().parent / "findings.md"
 
-ORDER = ["serve", "batch", "hostile", "train", "control", "loop", "toolchain"]
+ORDER = ["serve", "batch", "hostile", "mlflow", "train", "control", "loop", "toolchain"]
 
 
 def num(v: Any, unit: str = "") -> str:

@@ -73,14 +73,16 @@ def predictions(text: str) -> list[str]:
     return lines[1:] if lines and lines[0].lower() in ("results", "prediction", "predictions", "label") else lines
 
 
-def wrk(url: str, payload: dict[str, str], connections: int, duration: float, workdir: Path) -> dict[str, Any]:
-    body = workdir / f"body-{abs(hash(payload['body']))}.bin"
+def wrk(url: str, payload: dict[str, str], connections: int, duration: float, workdir: Path,
+        accept: str = "text/csv") -> dict[str, Any]:
+    key = abs(hash((payload["body"], payload["content_type"], accept)))
+    body = workdir / f"body-{key}.bin"
     body.write_text(payload["body"])
-    script = workdir / f"wrk-{abs(hash(payload['body']))}.lua"
+    script = workdir / f"wrk-{key}.lua"
     script.write_text(
         'wrk.method = "POST"\n'
         f'wrk.headers["Content-Type"] = "{payload["content_type"]}"\n'
-        'wrk.headers["Accept"] = "text/csv"\n'
+        f'wrk.headers["Accept"] = "{accept}"\n'
         f'local f = io.open("{body}", "rb"); wrk.body = f:read("*a"); f:close()\n')
     wrk_bin = common.ensure_debian_tool("wrk", "wrk")
     out = subprocess.run([wrk_bin, "-t1", f"-c{connections}", f"-d{max(1, round(duration))}s", "--latency",

@@ -38,6 +38,7 @@ def _usage(stack: EmbeddedStack) -> str:
 The embedded stack is up ({stack.container_runtime.describe()}).
   AWS API (moto)   : {stack.aws_url}      outputs: {stack.state_dir / 'outputs.json'}
   Runtime (HTTPS)  : {stack.runtime_url}   CA bundle: {ca}
+  MLflow (UI, API) : {stack.tracking.url or 'off (mlflow_tracking is false)'}
 
   Upload data      : aws --endpoint-url {stack.aws_url} s3 cp churn.csv s3://{bucket}/incoming/
   Call the model   : aws --endpoint-url {stack.runtime_url} --ca-bundle {ca} sagemaker-runtime invoke-endpoint \\
@@ -102,7 +103,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if state is None:
         print("no embedded stack is running (start one with `make up`)")
         return 1
-    print(f"embedded stack pid {state['pid']}: AWS API {state['aws_url']}, runtime {state['runtime_url']}")
+    print(f"embedded stack pid {state['pid']}: AWS API {state['aws_url']}, runtime {state['runtime_url']}"
+          + (f", MLflow {state['mlflow_url']}" if state.get("mlflow_url") else ""))
     return subprocess.run([sys.executable, "-m", "mlops_control.status", *args.rest], env=status_environment(state)).returncode
 
 

@@ -2,7 +2,7 @@
 
 ``MLOPS_IMAGE`` set and a Docker engine that has it → ``docker run`` with ``/opt/ml`` mounted, as SageMaker runs
 the image. Otherwise each command runs as a process of this machine: the image's console scripts (``train``,
-``serve``, ``validate``, ``monitor``, ``join-labels``, declared in kedro_project/pyproject.toml) from this
+``serve``, ``validate``, ``monitor``, ``join-labels``, ``track``, declared in kedro_project/pyproject.toml) from this
 virtualenv, with ``OPT_ML_ROOT`` standing for ``/opt/ml``.
 """
 
@@ -76,8 +76,9 @@ def run_to_completion(runtime: ContainerRuntime, name: str, root: Path, command:
     """
     if runtime.mode == "docker":
         cmd = ["docker", "run", "--rm", "--name", f"mlops-local-{name}", "-v", f"{root}:/opt/ml"]
-        if network_isolation:
-            cmd += ["--network", "none"]
+        # Isolated: no network. Otherwise the host's: what the job reaches (the local MLflow server) listens on
+        # loopback, as SageMaker's network lets a job reach AWS endpoints.
+        cmd += ["--network", "none" if network_isolation else "host"]
         for k, v in environment.items():
             cmd += ["-e", f"{k}={v}"]
         if command[0] == "train":  # SageMaker runs a training image with the argument `train`

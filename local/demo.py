@@ -144,13 +144,39 @@ def run_demo(settings: Settings, rows: int = 1000, timeout: float = 240.0) -> in
 
         report = _extract_report(stack, served, work)
         print(f"4. training report: {report}")
+        tracking_uri = stack.tracking.url
+        if tracking_uri:
+            print(f"5. MLflow: {_tracked_run(tracking_uri, env, served)}", flush=True)
         _print_ledger(stack)
         print(f"\nupload → serving {upload_to_serving:.1f} s; demo wall time so far {time.time() - wall:.1f} s")
         return 0
     finally:
-        print("5. stopping everything ...", flush=True)
+        print("6. stopping everything ...", flush=True)
         stack.stop()
         print(f"   done; total {time.time() - wall:.1f} s", flush=True)
+
+
+def _tracked_run(tracking_uri: str, env: dict[str, str], config: str, timeout: float = 120.0) -> str:
+    """The serving model's MLflow run and champion version (logged by `track` jobs after the deploy, off its path)."""
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri)
+    suffix = config.rsplit("-cfg-", 1)[-1]
+    job = f"{env['NAME_PREFIX']}-train-{suffix}"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            version = client.get_model_version_by_alias(env.get("REGISTERED_MODEL_NAME") or "", "champion")
+        except MlflowException:
+            version = None
+        if version is not None and version.tags.get("training_job") == job:
+            run = client.get_run(version.run_id)
+            return (f"run {run.info.run_id} ({job}), {version.name} version {version.version} @champion; UI "
+                    f"{tracking_uri}/#/experiments/{run.info.experiment_id}/runs/{run.info.run_id} "
+                    "(up while the stack runs: `make up` keeps one running)")
+        time.sleep(1)
+    return f"the run of {job} was not tracked within {timeout:.0f} s; see `make status` and .local/logs/mlflow.log"
 
 
 def _extract_report(stack: EmbeddedStack, config: str, work: Path) -> str:

@@ -57,6 +57,8 @@ class JobRunner:
         self._lock = threading.Lock()
         self._s3 = client("s3", aws_url, self.region)
         self._sm = client("sagemaker", aws_url, self.region)
+        # MLflow app ARN → the local server's URL: on AWS the sagemaker-mlflow plugin finds the app from its ARN.
+        self.tracking_servers: dict[str, str] = {}
 
     # -- what the SageMaker backend hands over (called from moto's request threads) -------------
     def job_created(self, kind: str, name: str) -> None:
@@ -110,6 +112,8 @@ class JobRunner:
                 self._procs[name] = proc
 
         log_path = self.workdir.parent / "logs" / "jobs" / f"{name}.log"
+        if environment.get("MLFLOW_TRACKING_URI") in self.tracking_servers:
+            environment = {**environment, "MLFLOW_TRACKING_URI": self.tracking_servers[environment["MLFLOW_TRACKING_URI"]]}
         try:
             rc, timed_out = run_to_completion(self.runtime, name, root, command, environment, self.base_env,
                                               network_isolation, max_runtime, log_path, on_start=started)

@@ -46,6 +46,8 @@ class Context:
     destinations: Destinations
     objects: ObjectEvents
     not_emulated: list[str] = field(default_factory=list)
+    # Starts the local MLflow server for an MLflow app (its ARN, its artifact store); returns the server's URL.
+    tracking: Callable[[str, str], str] | None = None
     framework_functions: dict[str, dict[str, Any]] = field(default_factory=dict)  # arn -> props (Node.js, not run)
 
     @property

@@ -140,6 +140,17 @@ def custom_resource(ctx: Context, res: Resource) -> None:
     register(ctx, res, result.get("PhysicalResourceId") or request["RequestId"], **(result.get("Data") or {}))
 
 
+def mlflow_app(ctx: Context, res: Resource) -> None:
+    """SageMaker's MLflow app as the local MLflow server. Its ARN stays an ARN (policies name it); the job runner
+    gives a `track` job whose tracking URI is that ARN the server's URL instead."""
+    arn = ctx.resolver.arn("sagemaker", f"mlflow-app/app-{cfn.cfn_physical_name(res.stack.name, res.logical_id)[-12:].lower()}")
+    if ctx.tracking is None:
+        ctx.not_emulated.append(res.label("no local MLflow server"))
+    else:
+        ctx.tracking(arn, str(res.props["ArtifactStoreUri"]))
+    register(ctx, res, arn, Arn=arn, MlflowAppId=arn.rsplit("/", 1)[1])
+
+
 CREATORS: dict[str, Creator] = {
     "AWS::Lambda::Function": lambda_function,
     "AWS::Lambda::Version": lambda_version_or_alias,
@@ -147,5 +158,6 @@ CREATORS: dict[str, Creator] = {
     "AWS::Lambda::EventInvokeConfig": event_invoke_config,
     "AWS::Events::Rule": events_rule,
     "AWS::CloudWatch::Alarm": alarm,
+    "AWS::SageMaker::MlflowApp": mlflow_app,
     CUSTOM: custom_resource,
 }

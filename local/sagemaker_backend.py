@@ -7,7 +7,7 @@ name silently overwrites the job, ``UpdateEndpoint`` and ``StopTrainingJob`` do 
 (a ``SageMakerModelBackend``) starts jobs ``InProgress`` and endpoints ``Creating``/``Updating``, rejects
 duplicate names as SageMaker does, and hands the work to the stack's job runner and endpoint manager (its
 ``job_work`` and ``endpoints_work``); ``LocalSageMakerResponse`` serves the two missing operations and passes
-``Environment`` through. The stack puts one backend instance in moto's registry for its account and region
+``Environment`` through (DescribeProcessingJob returns it, as SageMaker does). The stack puts one backend instance in moto's registry for its account and region
 (:func:`local.aws.install_backend`) and routes its moto server's SageMaker requests to the response subclass
 (:class:`local.aws.AwsServer`): nothing is patched, another moto in the same process is unaffected.
 
@@ -109,6 +109,11 @@ class LocalSageMakerBackend(MotoUrls, SageMakerModelBackend):
         if self.job_work is not None:
             self.job_work.job_created("processing", name)
         return job
+
+    def describe_processing_job(self, processing_job_name: str) -> dict[str, Any]:
+        response = super().describe_processing_job(processing_job_name)
+        environment = getattr(self.processing_jobs[processing_job_name], "environment", None)
+        return {**response, "Environment": dict(environment)} if environment else response
 
     def stop_processing_job(self, processing_job_name: str) -> None:
         job = self.processing_jobs.get(processing_job_name)

@@ -17,6 +17,7 @@ class Settings:
     region: str = field(default_factory=lambda: os.environ.get("LOCAL_REGION", "us-east-1"))
     aws_port: int = field(default_factory=lambda: int(os.environ.get("LOCAL_AWS_PORT", "0")))
     runtime_port: int = field(default_factory=lambda: int(os.environ.get("LOCAL_RUNTIME_PORT", "0")))
+    mlflow_port: int = field(default_factory=lambda: int(os.environ.get("LOCAL_MLFLOW_PORT", "0")))
     image: str | None = field(default_factory=lambda: os.environ.get("MLOPS_IMAGE") or None)
     health_timeout: float = field(default_factory=lambda: float(os.environ.get("LOCAL_HEALTH_TIMEOUT", "120")))
     alarm_interval: float = field(default_factory=lambda: float(os.environ.get("LOCAL_ALARM_INTERVAL", "10")))

@@ -4,7 +4,8 @@ Wiring only. Everything created is read from ``cdk.out`` (:mod:`local.cfn`, :mod
 moto with the stack's own SageMaker/S3/SNS backends (:mod:`local.aws`, :mod:`local.sagemaker_backend`,
 :mod:`local.observed_backends`), Lambda functions (:mod:`local.functions`), deliveries and dead letters
 (:mod:`local.destinations`), the event bus (:mod:`local.bus`, :mod:`local.object_events`), schedules, alarms,
-jobs, endpoints and their traffic, the HTTPS invoke server and its control operations (:mod:`local.control`).
+jobs, endpoints and their traffic, the HTTPS invoke server and its control operations (:mod:`local.control`),
+the MLflow app as a local MLflow server (:mod:`local.tracking_server`).
 """
 
 from __future__ import annotations
@@ -39,6 +40,7 @@ from .settings import Settings
 from .statefiles import SnsLog, remove_state, write_outputs, write_state
 from .synth import synthesize
 from .tls import ensure_certificates
+from .tracking_server import TrackingServer
 
 log = logging.getLogger("local.stack")
 
@@ -126,14 +128,24 @@ class EmbeddedStack:
                                           control=control.handle, control_token=self.token)
         self.invoke_server.start()
 
+        self.tracking = TrackingServer(self.state_dir, client_environment(self.aws_url, self.region),
+                                       logs / "mlflow.log", port=self.settings.mlflow_port)
+        self._undo.append(self.tracking.stop)
+
+        def start_tracking(app_arn: str, artifact_store_uri: str) -> str:
+            url = self.tracking.start(app_arn, artifact_store_uri)
+            self.jobs.tracking_servers[app_arn] = url
+            return url
+
         provisioner = Provisioner(
             Context(self.resolver, self.client, self.functions, self.bus, self.scheduler, self.alarms,
-                    self.destinations, self.objects, self.not_emulated),
+                    self.destinations, self.objects, self.not_emulated, tracking=start_tracking),
             {**DATA_CREATORS, **COMPUTE_CREATORS})
         for stack in stacks:
             self.resolver.add_stack(stack)
             provisioner.provision(stack)
             self.outputs[stack.name] = self.resolver.publish_outputs(stack)
+        self.tracking.wait_ready()
         self._write_files()
         self.alarms.start()
         self.scheduler.start()
@@ -160,9 +172,11 @@ class EmbeddedStack:
                             if "DATA_BUCKET" in f.spec.environment), {})
         write_outputs(self.state_dir / "outputs.json", self.outputs,
                       {"AwsEndpointUrl": self.aws_url, "RuntimeEndpointUrl": self.runtime_url,
-                       "RuntimeCaBundle": str(self.ca_bundle), "Region": self.region}, environment)
+                       "RuntimeCaBundle": str(self.ca_bundle), "Region": self.region,
+                       **({"MlflowTrackingUri": self.tracking.url} if self.tracking.url else {})}, environment)
         write_state(self.state_dir / "state.json", {
             "pid": os.getpid(), "aws_url": self.aws_url, "runtime_url": self.runtime_url,
+            "mlflow_url": self.tracking.url,
             "control_token": self.token, "ca_bundle": str(self.ca_bundle), "region": self.region,
             "container_runtime": self.container_runtime.describe(), "started_at": self.started_at,
             "functions": {f.spec.handler: {"name": f.spec.name, "environment": f.spec.environment}

@@ -114,6 +114,8 @@ class StageConfig:
     log_retention_days: int
     retain_data: bool
     base_image: str
+    # experiment tracking: every training run logged to SageMaker's managed MLflow (an MLflow App)
+    mlflow_tracking: bool
 
     @property
     def prefix(self) -> str:

@@ -49,6 +49,7 @@ class SageMakerRoleArns:
     training: str     # training jobs: read validated data, write models/
     processing: str   # validation and monitoring jobs (untrusted input): read their inputs, write reports/
     model: str        # the endpoint's models: read the model artifact, write captured requests
+    tracking: str = ""  # track jobs: read a model, log it to MLflow ("" when mlflow_tracking is off)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -65,8 +66,10 @@ class ControlPlaneProps:
 
 
 def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str, image_uri: str,
-                              sagemaker_roles: SageMakerRoleArns, topic_arn: str) -> dict[str, str]:
-    """The environment variables of CONTRACTS.md, identical on every function."""
+                              sagemaker_roles: SageMakerRoleArns, topic_arn: str,
+                              tracking_uri: str = "") -> dict[str, str]:
+    """The environment variables of CONTRACTS.md, identical on every function. ``tracking_uri``: the MLflow App's
+    ARN, empty when tracking is off (the functions then start no track jobs)."""
     return {
         "NAME_PREFIX": config.prefix,
         "LEDGER_TABLE": names.ledger_table,
@@ -104,6 +107,10 @@ def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str
         "METRIC_NAMESPACE": config.metric_namespace,
         "MAX_RUNTIME_SECONDS": str(config.max_runtime_seconds),
         "TRAINING_HYPERPARAMETERS": json.dumps(dict(config.training_hyperparameters), sort_keys=True),
+        "TRACKING_URI": tracking_uri,
+        "TRACKING_ROLE_ARN": sagemaker_roles.tracking,
+        "TRACKING_EXPERIMENT": names.mlflow_experiment,
+        "REGISTERED_MODEL_NAME": names.registered_model,
     }
 
 
@@ -193,6 +200,10 @@ class ControlPlaneFunction(Construct):
         # the volumes of the SageMaker work every function starts (DescribeKey before its grant).
         self.policy.allow(actions=["kms:Decrypt", "kms:GenerateDataKey", "kms:DescribeKey"],
                           resources=[props.key.key_arn])
+        # Track jobs are requested through the ledger's outbox, which every function sends at the start of each
+        # invocation: any function may be the one that starts them.
+        Capabilities(names=names, config=props.config, sagemaker_roles=props.sagemaker_roles,
+                     key=props.key).start_tracking(self.policy)
 
 
 class Capabilities:
@@ -225,14 +236,38 @@ class Capabilities:
         policy.allow(actions=["kms:CreateGrant"], resources=[self.key.key_arn],
                      conditions={"Bool": {"kms:GrantIsForAWSResource": "true"}})
 
-    def _start_jobs(self, policy: ScopedPolicy, kind: str, prefixes: tuple[str, ...]) -> None:
+    def _start_jobs(self, policy: ScopedPolicy, kind: str, prefixes: tuple[str, ...],
+                    role_arn: str | None = None) -> None:
         policy.allow(actions=[f"sagemaker:Create{kind.capitalize()}Job", "sagemaker:AddTags"],
                      resources=[self._sm(f"{kind}-job/{p}*") for p in prefixes],
                      why=f"{kind} job names are generated per run from the fixed prefix(es) {', '.join(prefixes)} "
                          "(CONTRACTS.md); the wildcard covers only this stage's jobs.")
         roles = self.sagemaker_roles
-        self._pass_role(policy, roles.processing if kind == "processing" else roles.training)
+        self._pass_role(policy, role_arn or (roles.processing if kind == "processing" else roles.training))
         self._volume_key(policy)
+
+    @property
+    def tracking(self) -> bool:
+        return bool(self.sagemaker_roles.tracking)
+
+    def start_tracking(self, policy: ScopedPolicy) -> None:
+        """A track job (a processing job as the tracking role) logs a training run to MLflow; none when tracking is
+        off."""
+        if self.tracking:
+            self._start_jobs(policy, "processing", (self.names.tracking_job_prefix,), self.sagemaker_roles.tracking)
+
+    def record_tracking(self, policy: ScopedPolicy) -> None:
+        """A finished track job: its account of a failure, and the MLflow run and model version it reports written
+        onto the run's model package (CustomerMetadataProperties). Its report is read with read_job_reports."""
+        if not self.tracking:
+            return
+        n = self.names
+        policy.allow(actions=["sagemaker:DescribeProcessingJob"],
+                     resources=[self._sm(f"processing-job/{n.tracking_job_prefix}*")],
+                     why="Track job names are generated per run from this stage's fixed prefix.")
+        policy.allow(actions=["sagemaker:UpdateModelPackage"],
+                     resources=[self._sm(f"model-package/{n.model_package_group}/*")],
+                     why="Model package versions are numbered by SageMaker inside this stage's group.")
 
     def _artifacts_not_found(self, policy: ScopedPolicy) -> None:
         """A missing object of the artifacts bucket answers 404 (the code's "not there yet") only with ListBucket;

@@ -98,7 +98,7 @@ class MonitoringStack(Stack):
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING)
         self.alarm_failed_jobs = cw.Alarm(
             self, "FailedJobs", alarm_name=names.alarm_failed_jobs, metric=failed_jobs,
-            alarm_description="A validation, monitor or training job failed",
+            alarm_description="A validation, monitor, ground-truth, track or training job failed",
             threshold=1, evaluation_periods=1,
             comparison_operator=cw.ComparisonOperator.GREATER_THAN_OR_EQUAL_TO_THRESHOLD,
             treat_missing_data=cw.TreatMissingData.NOT_BREACHING)

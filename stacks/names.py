@@ -15,6 +15,8 @@ VARIANT_NAME = "AllTraffic"
 # The one function that copies uploads into validated/ (after their validation passed): the data bucket's
 # policy lets only its role write there.
 VALIDATED_WRITER = "processing-done"
+# Where MLflow keeps run and model artifacts in the artifacts bucket (the MLflow App's artifact store).
+MLFLOW_ARTIFACTS_PREFIX = "mlflow/"
 
 
 @dataclass(frozen=True)
@@ -71,12 +73,36 @@ class Names:
         return f"{self.prefix}-gt-"
 
     @property
+    def tracking_job_prefix(self) -> str:
+        """`track` processing jobs: log a training run (and its model) to MLflow."""
+        return f"{self.prefix}-trk-"
+
+    @property
     def endpoint_config_prefix(self) -> str:
         return f"{self.prefix}-cfg-"
 
     @property
     def model_prefix(self) -> str:
         return f"{self.prefix}-model-"
+
+    # MLflow (SageMaker's managed MLflow App): one app per stage, one experiment, one registered model.
+    @property
+    def mlflow_app(self) -> str:
+        return f"{self.prefix}-mlflow"
+
+    @property
+    def mlflow_experiment(self) -> str:
+        return self.prefix
+
+    @property
+    def registered_model(self) -> str:
+        """The MLflow registered model every tracked run's model becomes a version of (the gate-approved SageMaker
+        model package group, ``model_package_group``, stays what deploys)."""
+        return f"{self.prefix}-model"
+
+    @property
+    def mlflow_artifact_store(self) -> str:
+        return f"s3://{self.artifacts_bucket}/{MLFLOW_ARTIFACTS_PREFIX}"
 
     @property
     def topic(self) -> str:

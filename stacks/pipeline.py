@@ -20,7 +20,7 @@ from stacks.config import StageConfig
 from stacks.control_plane import (REPO_ROOT, Capabilities, ControlPlaneFunction, ControlPlaneProps,
                                   SageMakerRoleArns, control_plane_environment)
 from stacks.nag import ScopedPolicy, acknowledge, acknowledge_unused_grant, arn
-from stacks.names import VALIDATED_WRITER, Names
+from stacks.names import MLFLOW_ARTIFACTS_PREFIX, VALIDATED_WRITER, Names
 
 # The build context is the repository root (CONTRACTS.md, "Image"), whitelisted by the root .dockerignore,
 # which CDK applies first. These exclusions come after it and only remove (a negation here would re-include
@@ -160,11 +160,42 @@ class ModelExecutionRole(SageMakerExecutionRole):
         self.policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(artifacts)])
 
 
+class TrackingExecutionRole(SageMakerExecutionRole):
+    """Track jobs: log a training run and its model to MLflow. Unlike the jobs that parse uploads they are not
+    network-isolated (the MLflow client calls the MLflow App's API), so the role reads only the one model artifact
+    it is given, writes only its report and MLflow's artifacts, and may call only this stage's MLflow App."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names, key: kms.IKey,
+                 image: ecr_assets.DockerImageAsset, mlflow_app_arn: str) -> None:
+        super().__init__(scope, construct_id, names=names, key=key, image=image,
+                         description="SageMaker track jobs (read a model, log it to MLflow)")
+        artifacts, s3 = names.artifacts_bucket, self.s3
+        # The model is an S3Prefix input of the one key models/<job>/output/model.tar.gz (hence the trailing *).
+        self.policy.allow(actions=["s3:GetObject"], resources=[s3(f"{artifacts}/{MODEL_ARTIFACT}*")],
+                          why="The tracked model is an input: model.tar.gz (an S3Prefix of that one key) under "
+                              "models/<training-job>/output/, read-only.")
+        self.policy.allow(actions=["s3:PutObject"], resources=[s3(f"{artifacts}/reports/tracking/*")],
+                          why="The report goes to reports/tracking/<job>/ (generated keys).")
+        # The MLflow client uploads run and model artifacts to the artifact store itself, with the job's credentials
+        # (the app only names the location, mlflow/<experiment>/...); `track` never reads them back nor lists them.
+        self.policy.allow(actions=["s3:PutObject"], resources=[s3(f"{artifacts}/{MLFLOW_ARTIFACTS_PREFIX}*")],
+                          why="MLflow names artifact keys per experiment, run and logged model under the artifact "
+                              f"store {MLFLOW_ARTIFACTS_PREFIX} (generated ids).")
+        self.list_prefixes(artifacts, [MODEL_ARTIFACT])
+        self.policy.allow(actions=["s3:GetBucketLocation"], resources=[s3(artifacts)])
+        # An MLflow App's REST API (the MLflow client signs for service `sagemaker`, the app's ARN in the request) is
+        # authorised as one action on the app: sagemaker:CallMlflowAppApi. The sagemaker-mlflow:* actions are those of
+        # MLflow tracking servers (resource type mlflow-tracking-server only, Service Authorization Reference).
+        self.policy.allow(actions=["sagemaker:CallMlflowAppApi"], resources=[mlflow_app_arn])
+
+
 class PipelineStack(Stack):
     """Upload -> validate -> train -> deploy, driven by EventBridge."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig, key: kms.IKey,
-                 env: Environment | None = None, description: str | None = None) -> None:
+                 mlflow_app_arn: str | None = None, env: Environment | None = None,
+                 description: str | None = None) -> None:
+        """``mlflow_app_arn``: the storage stack's MLflow App (None when mlflow_tracking is off)."""
         super().__init__(scope, construct_id, env=env, description=description)
         names = Names(config.prefix)
         self.names = names
@@ -177,9 +208,14 @@ class PipelineStack(Stack):
         self.training_role = TrainingExecutionRole(self, "SageMakerExecution", **role_props)
         self.processing_role = ProcessingExecutionRole(self, "SageMakerProcessing", **role_props)
         self.model_role = ModelExecutionRole(self, "SageMakerModel", **role_props)
+        self.tracking_role: TrackingExecutionRole | None = None
+        if mlflow_app_arn:
+            self.tracking_role = TrackingExecutionRole(self, "SageMakerTracking", mlflow_app_arn=mlflow_app_arn,
+                                                       **role_props)
         sagemaker_roles = SageMakerRoleArns(training=self.training_role.role_arn,
                                             processing=self.processing_role.role_arn,
-                                            model=self.model_role.role_arn)
+                                            model=self.model_role.role_arn,
+                                            tracking=self.tracking_role.role_arn if self.tracking_role else "")
 
         self.topic = sns.Topic(self, "Notifications", topic_name=names.topic, master_key=key, enforce_ssl=True,
                                display_name=f"{names.prefix} notifications")
@@ -203,7 +239,7 @@ class PipelineStack(Stack):
 
         environment = control_plane_environment(
             config=config, names=names, key_arn=key.key_arn, image_uri=self.image.image_uri,
-            sagemaker_roles=sagemaker_roles, topic_arn=self.topic.topic_arn)
+            sagemaker_roles=sagemaker_roles, topic_arn=self.topic.topic_arn, tracking_uri=mlflow_app_arn or "")
         self.control_plane = ControlPlaneProps(
             config=config, names=names, environment=environment, dead_letter_queue=self.dead_letters, key=key,
             sagemaker_roles=sagemaker_roles, topic_arn=self.topic.topic_arn)
@@ -229,9 +265,9 @@ class PipelineStack(Stack):
                                          caps.stage_validation_input])
         self.processing_done = function(
             "ProcessingDone", VALIDATED_WRITER, "handlers.processing_done.handler",
-            "Validation/monitor/ground-truth job finished: metrics, validated/ or quarantine/, start training",
+            "Validation/monitor/ground-truth/track job finished: metrics, validated/ or quarantine/, start training",
             fan_in, [caps.observe_processing, caps.read_job_reports, caps.write_data, caps.publish_metrics,
-                     caps.start_training, caps.send_labeled_rows])
+                     caps.start_training, caps.send_labeled_rows, caps.record_tracking])
         self.training_done = function(
             "TrainingDone", "training-done", "handlers.training_done.handler",
             "Training job finished: quality gate, register, model, endpoint config, endpoint",
@@ -252,6 +288,8 @@ class PipelineStack(Stack):
         CfnOutput(self, "TrainingRoleArn", value=self.training_role.role_arn)
         CfnOutput(self, "ProcessingRoleArn", value=self.processing_role.role_arn)
         CfnOutput(self, "ModelRoleArn", value=self.model_role.role_arn)
+        if self.tracking_role:
+            CfnOutput(self, "TrackingRoleArn", value=self.tracking_role.role_arn)
 
 
 class EventRouting(Construct):
@@ -274,15 +312,18 @@ class EventRouting(Construct):
                 detail={"bucket": {"name": [names.data_bucket]},
                         "object": {"key": [{"prefix": "incoming/"}, {"prefix": "ground-truth/"}]}}),
             targets=[to_lambda(pipeline.trigger)])
+        # Every processing job the control plane starts (validation, monitoring, ground truth, and track jobs when
+        # tracking is on): their state changes go to processing_done, their failures to the failed-jobs rule.
+        processing_prefixes = [names.validation_job_prefix, names.monitor_job_prefix, names.ground_truth_job_prefix]
+        if config.mlflow_tracking:
+            processing_prefixes.append(names.tracking_job_prefix)
+        processing_jobs = [{"prefix": p} for p in processing_prefixes]
         self.processing = events.Rule(
             self, "ProcessingJobs", rule_name=names.rule("processing-jobs"),
-            description="Validation and monitor jobs of this stage reached a final state -> processing_done",
+            description="Processing jobs of this stage reached a final state -> processing_done",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"], detail_type=["SageMaker Processing Job State Change"],
-                detail={"ProcessingJobName": [{"prefix": names.validation_job_prefix},
-                                              {"prefix": names.monitor_job_prefix},
-                                              {"prefix": names.ground_truth_job_prefix}],
-                        "ProcessingJobStatus": JOB_TERMINAL_STATES}),
+                detail={"ProcessingJobName": processing_jobs, "ProcessingJobStatus": JOB_TERMINAL_STATES}),
             targets=[to_lambda(pipeline.processing_done)])
         self.training = events.Rule(
             self, "TrainingJobs", rule_name=names.rule("training-jobs"),
@@ -307,15 +348,12 @@ class EventRouting(Construct):
         # Failed jobs notify at once, and the rule's TriggeredRules metric feeds the failed-jobs alarm.
         self.failed_jobs = events.Rule(
             self, "FailedJobs", rule_name=names.failed_jobs_rule,
-            description="A validation, monitor or training job of this stage failed -> SNS (+ alarm metric)",
+            description="A processing or training job of this stage failed -> SNS (+ alarm metric)",
             event_pattern=events.EventPattern(
                 source=["aws.sagemaker"],
                 detail_type=["SageMaker Processing Job State Change", "SageMaker Training Job State Change"],
                 detail={"$or": [
-                    {"ProcessingJobName": [{"prefix": names.validation_job_prefix},
-                                           {"prefix": names.monitor_job_prefix},
-                                           {"prefix": names.ground_truth_job_prefix}],
-                     "ProcessingJobStatus": ["Failed"]},
+                    {"ProcessingJobName": processing_jobs, "ProcessingJobStatus": ["Failed"]},
                     {"TrainingJobName": [{"prefix": names.training_job_prefix}], "TrainingJobStatus": ["Failed"]},
                 ]}),
             targets=[targets.SnsTopic(pipeline.topic, dead_letter_queue=dlq, retry_attempts=EVENT_DELIVERY_RETRIES,

@@ -1,4 +1,5 @@
-"""Stateful resources: the customer-managed key, the buckets and the decision ledger.
+"""Stateful resources: the customer-managed key, the buckets, the decision ledger and the MLflow App (runs and
+registered model versions).
 
 Kept apart from everything else so that the stateless stacks can be destroyed and redeployed freely.
 """
@@ -10,11 +11,12 @@ from aws_cdk import aws_dynamodb as dynamodb
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_s3 as s3
+from aws_cdk import aws_sagemaker as sagemaker
 from constructs import Construct
 
 from stacks.config import StageConfig
-from stacks.names import Names
-from stacks.nag import arn
+from stacks.names import MLFLOW_ARTIFACTS_PREFIX, Names
+from stacks.nag import ScopedPolicy, arn
 
 # Prefixes of the data bucket (CONTRACTS.md): users write incoming/, the system writes the others.
 INCOMING_PREFIX, VALIDATED_PREFIX, QUARANTINE_PREFIX = "incoming/", "validated/", "quarantine/"
@@ -76,8 +78,60 @@ class SecureBucket(Construct):
         cfn.add_property_override("NotificationConfiguration.EventBridgeConfiguration.EventBridgeEnabled", True)
 
 
+class ExperimentTracking(Construct):
+    """SageMaker's serverless managed MLflow (an MLflow App): every training run, its metrics and its model as a
+    version of one registered model. Its artifacts (models, reports) live under mlflow/ of the artifacts bucket.
+
+    Why in the storage stack: runs, metrics and registered model versions are history nothing can recreate (the app
+    keeps them in its managed backend; deleting the app deletes them), like the ledger. The stateless stacks are
+    destroyed and redeployed freely; this one is not, and with retain_data (prod) the app is retained on stack
+    deletion with the buckets it writes to, while dev deletes it. Name and role are replacement-only properties of
+    AWS::SageMaker::MlflowApp, so both are fixed here for the app's lifetime.
+
+    Registration into the SageMaker Model Registry stays off (AutoModelRegistrationDisabled): the package group the
+    quality gate approves into is the one source of what deploys; the control plane writes the MLflow run id and model
+    version onto the package itself."""
+
+    def __init__(self, scope: Construct, construct_id: str, *, names: Names, key: kms.IKey, artifacts: s3.IBucket,
+                 removal_policy: RemovalPolicy) -> None:
+        super().__init__(scope, construct_id)
+        # The role the app uses for its artifact store. No aws:SourceAccount/aws:SourceArn condition: SageMaker
+        # documents those trust conditions per feature (training, processing, inference, ...), MLflow Apps not among
+        # them, and a condition the service does not send would make the app unable to assume its role.
+        self.role = iam.Role(self, "Role", assumed_by=iam.ServicePrincipal("sagemaker.amazonaws.com"),
+                             description=f"{names.prefix}: the MLflow App's artifact store (mlflow/ of the artifacts "
+                                         "bucket)")
+        policy = ScopedPolicy(self.role)
+        bucket = names.artifacts_bucket
+
+        def s3_arn(resource: str) -> str:
+            return arn("s3", resource, region=False, account=False)
+
+        # The app reads artifacts for its UI and API (downloads, model version download URIs) and writes them when it
+        # hands out presigned uploads; clients with their own S3 access write directly.
+        policy.allow(actions=["s3:GetObject", "s3:PutObject"],
+                     resources=[s3_arn(f"{bucket}/{MLFLOW_ARTIFACTS_PREFIX}*")],
+                     why="MLflow names artifact keys per experiment, run and logged model under the artifact store "
+                         f"{MLFLOW_ARTIFACTS_PREFIX} (generated ids).")
+        policy.allow(actions=["s3:ListBucket"], resources=[s3_arn(bucket)],
+                     conditions={"StringLike": {"s3:prefix": [f"{MLFLOW_ARTIFACTS_PREFIX}*"]}})
+        # The artifacts bucket is SSE-KMS with the stage key (its policy delegates to IAM).
+        policy.allow(actions=["kms:Decrypt", "kms:GenerateDataKey"], resources=[key.key_arn])
+        self.app = sagemaker.CfnMlflowApp(
+            self, "App", name=names.mlflow_app, artifact_store_uri=names.mlflow_artifact_store,
+            role_arn=self.role.role_arn, model_registration_mode="AutoModelRegistrationDisabled")
+        self.app.apply_removal_policy(removal_policy)
+        # The app uses its role and its artifact store as soon as it exists: the role's policy and the bucket first.
+        # (The role itself is already a dependency, through RoleArn.)
+        self.app.node.add_dependency(self.role.node.find_child("DefaultPolicy"), artifacts)
+
+    @property
+    def app_arn(self) -> str:
+        return self.app.attr_arn
+
+
 class StorageStack(Stack):
-    """KMS key, data/artifacts/log buckets, DynamoDB ledger."""
+    """KMS key, data/artifacts/log buckets, DynamoDB ledger, MLflow App (with mlflow_tracking)."""
 
     def __init__(self, scope: Construct, construct_id: str, *, config: StageConfig,
                  env: Environment | None = None, description: str | None = None) -> None:
@@ -145,6 +199,21 @@ class StorageStack(Stack):
             time_to_live_attribute="expires_at",
             deletion_protection=retain,
             removal_policy=removal)
+
+        self.tracking: ExperimentTracking | None = None
+        if config.mlflow_tracking:
+            self.tracking = ExperimentTracking(self, "Mlflow", names=names, key=self.key, artifacts=self.artifacts,
+                                               removal_policy=removal)
+            CfnOutput(self, "MlflowAppArn", value=self.tracking.app_arn,
+                      description="The MLflow App (tracking URI of the MLflow client with the sagemaker-mlflow plugin)")
+            # The app has no static URL: the UI opens through a presigned URL (CreatePresignedMlflowAppUrl, which needs
+            # sagemaker:CreatePresignedMlflowAppUrl on the app), usable once, within ExpiresInSeconds (at most 300).
+            CfnOutput(self, "MlflowUiUrlCommand",
+                      value=f"aws sagemaker create-presigned-mlflow-app-url --region {Aws.REGION} "
+                            f"--arn {self.tracking.app_arn} --expires-in-seconds 300 "
+                            "--query AuthorizedUrl --output text",
+                      description="Prints a one-time presigned URL of the MLflow UI: open it in a browser within 5 "
+                                  "minutes")
 
         CfnOutput(self, "DataBucketName", value=self.data.bucket_name,
                   description="Upload CSV/Parquet files under incoming/")

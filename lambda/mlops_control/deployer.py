@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from . import clients, gate, jobs, keys, model_digest
+from . import clients, gate, jobs, keys, model_digest, tracking
 from .ledger import Ledger, now_iso
 from .notify import announce
 from .settings import Settings
@@ -28,6 +28,15 @@ STABLE = ("InService", "Failed", "OutOfService")
 _INFLIGHT = ("inflight_config", "inflight_job", "inflight_package", "inflight_model", "inflight_since",
              "inflight_metrics", "inflight_task", "inflight_model_data_url", "inflight_requested", "previous_config",
              "inflight_model_sha256", "inflight_model_version", "inflight_lease_until", "inflight_fingerprint")
+
+
+def _track(settings: Settings, ledger: Ledger, phase: str, job: str | None, model_data_url: str | None,
+           **decision: str) -> None:
+    if not (settings.tracking_uri and job and model_data_url):  # a slot recorded before either was kept: nothing
+        return
+    if phase == "trained":
+        decision["data_fingerprint"] = _fingerprint_of(settings, job) or ""
+    tracking.request(settings, ledger, tracking.TrackRequest(phase, job, model_data_url, **decision))
 
 
 def _sm() -> Any:
@@ -253,6 +262,7 @@ def deploy_training_job(settings: Settings, ledger: Ledger, job: str, *, trainin
             raise
         reason = f"the model artifact cannot be deployed: {clients.error_message(exc)}"
         ledger.record(subject, "gated_out", reason, job=job, details={"metrics": metrics, "model_data_url": model_data_url})
+        _track(settings, ledger, "trained", job, model_data_url, decision="gated_out", reason=reason)
         announce(settings, ledger, f"Model not deployed: {job}", f"{reason}. The production model keeps serving.",
                  {"job": job, "model_data_url": model_data_url})
         return {"status": "gated_out", "reason": reason}
@@ -266,10 +276,14 @@ def deploy_training_job(settings: Settings, ledger: Ledger, job: str, *, trainin
                "model": {"version": pinned.version_id, "sha256": pinned.digest, "tarball_sha256": pinned.tarball_sha256}}
     if not result.passed:
         ledger.record(subject, "gated_out", result.reason, job=job, details=details)
+        _track(settings, ledger, "trained", job, model_data_url, decision="gated_out", reason=result.reason,
+               model_sha256=pinned.digest)
         announce(settings, ledger, f"Model not deployed: {job}", f"The model from {job} did not pass the quality gate: "
                  f"{result.reason}. The production model keeps serving.", details)
         return {"status": "gated_out", "reason": result.reason}
     ledger.record(subject, "gate_passed", result.reason, job=job, details=details)
+    _track(settings, ledger, "trained", job, model_data_url, decision="gate_passed", reason=result.reason,
+           model_sha256=pinned.digest)
     return deploy_model(settings, ledger, job, model_data_url, metrics, result.task, reason=result.reason,
                         training=training, pinned=pinned)
 
@@ -466,6 +480,9 @@ def _deployed(settings: Settings, ledger: Ledger, slot: dict) -> dict:
                   f"{settings.endpoint_name} serves {cfg} (model of {job}); verified with DescribeEndpoint",
                   job=job, model=slot.get("inflight_package"),
                   details={"config": cfg, "previous": slot.get("previous_config"), "metrics": production["metrics"]})
+    _track(settings, ledger, "deployed", job, slot.get("inflight_model_data_url"),
+           package_arn=slot.get("inflight_package") or "", model_sha256=slot.get("inflight_model_sha256") or "",
+           data_fingerprint=slot.get("inflight_fingerprint") or "")
     announce(settings, ledger, f"New model serving: {job}", f"{settings.endpoint_name} now serves the model of {job} "
              f"(endpoint config {cfg}).", {"metrics": production["metrics"], "package": slot.get("inflight_package")})
     return {"status": "deployed", "config": cfg}
@@ -514,6 +531,9 @@ def _rolled_back(settings: Settings, ledger: Ledger, slot: dict, endpoint: dict 
                 raise
     ledger.record(f"endpoint#{settings.endpoint_name}", decision, reason, job=job, model=package,
                   details={"requested": requested, "live": live, "status": status})
+    _track(settings, ledger, "rolled_back", job, slot.get("inflight_model_data_url"), reason=reason,
+           package_arn=package or "", model_sha256=slot.get("inflight_model_sha256") or "",
+           data_fingerprint=slot.get("inflight_fingerprint") or "")
     announce(settings, ledger, f"Deployment {'rolled back' if decision == 'rolled_back' else 'failed'}: {job}", reason,
              {"requested": requested, "live": live, "package": package})
     return {"status": decision, "live": live, "requested": requested}

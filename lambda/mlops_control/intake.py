@@ -6,7 +6,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from . import clients, jobs, keys
+from . import clients, jobs, keys, tracking
 from .events import ObjectCreated
 from .ledger import Claim, Ledger, now_iso
 from .notify import announce, put_metrics, report_metrics
@@ -460,10 +460,12 @@ def ground_truth_finished(settings: Settings, ledger: Ledger, job: str, status: 
 
 def processing_finished(settings: Settings, ledger: Ledger, job: str, status: str, failure: str | None) -> dict:
     kind = jobs.kind_of(settings, job)
-    if kind not in ("val", "mon", "gt"):
-        ledger.record(f"job#{job}", "ignored", "not a validation, monitoring or ground-truth job of this pipeline",
-                      job=job, ttl_days=30)
+    if kind not in ("val", "mon", "gt", "trk"):
+        ledger.record(f"job#{job}", "ignored", "not a validation, monitoring, ground-truth or tracking job of this "
+                      "pipeline", job=job, ttl_days=30)
         return {"status": "ignored"}
+    if kind == "trk":
+        return once_per_job(ledger, job, status, lambda: tracking.finished(settings, ledger, job, status, failure))
     finished = {"val": validation_finished, "mon": monitor_finished, "gt": ground_truth_finished}[kind]
 
     def finish() -> dict:

@@ -9,11 +9,12 @@ from typing import TYPE_CHECKING, Any
 from .settings import KNOWN_METRICS, Settings
 
 if TYPE_CHECKING:
+    from .tracking import TrackRequest
     from .training import Snapshot
 
 _NAME = re.compile(r"^[a-zA-Z0-9](-*[a-zA-Z0-9]){0,62}$")
 HASH_CHARS = 20
-JOB_KINDS = ("val", "train", "mon", "gt")
+JOB_KINDS = ("val", "train", "mon", "gt", "trk")
 
 
 def identity_hash(*parts: str) -> str:
@@ -56,7 +57,7 @@ def kind_of(settings: Settings, name: str) -> str | None:
 
 def report_prefix(settings: Settings, kind: str, job: str) -> str:
     """Key prefix (in the artifacts bucket) of a validation/monitor/ground-truth job's report."""
-    folder = {"val": "validation", "mon": "monitor", "gt": "ground-truth"}[kind]
+    folder = {"val": "validation", "mon": "monitor", "gt": "ground-truth", "trk": "tracking"}[kind]
     return f"reports/{folder}/{job}/"
 
 
@@ -96,12 +97,13 @@ def capture_prefix(settings: Settings) -> str:
 
 
 def _processing(settings: Settings, name: str, entrypoint: str, inputs: list[dict], kind: str,
-                environment: dict[str, str] | None = None, outputs: list[dict] | None = None) -> dict:
+                environment: dict[str, str] | None = None, outputs: list[dict] | None = None, *,
+                role_arn: str | None = None, network_isolation: bool = True) -> dict:
     return {
         "ProcessingJobName": name,
-        "RoleArn": settings.processing_role_arn,
+        "RoleArn": role_arn or settings.processing_role_arn,
         # These jobs parse files anyone with upload rights wrote: no network, and a role that cannot write models.
-        "NetworkConfig": {"EnableNetworkIsolation": True},
+        "NetworkConfig": {"EnableNetworkIsolation": network_isolation},
         "AppSpecification": {"ImageUri": settings.image_uri, "ContainerEntrypoint": [entrypoint]},
         "Environment": {"TARGET_COLUMN": settings.target_column, "TASK": settings.task, **(environment or {})},
         "ProcessingResources": {"ClusterConfig": {
@@ -168,6 +170,25 @@ def monitor_request(settings: Settings, name: str, production_model_uri: str | N
         "S3DataType": "S3Prefix", "S3InputMode": "File", "S3DataDistributionType": "FullyReplicated",
     }}
     return _processing(settings, name, "monitor", [capture, *_model_input(production_model_uri)], "mon")
+
+
+ENVIRONMENT_VALUE_LIMIT = 256  # SageMaker's limit on one processing job environment value
+
+
+def tracking_request(settings: Settings, name: str, track: "TrackRequest") -> dict:
+    """The `track` job: the model goes in as input, the decision as environment. It reaches MLflow over the
+    network (unlike the jobs that parse uploads), as a role that can read models and talk to MLflow only."""
+    environment = {
+        "MLFLOW_TRACKING_URI": settings.tracking_uri, "MLFLOW_EXPERIMENT_NAME": settings.tracking_experiment,
+        "TRACK_REGISTERED_MODEL": settings.registered_model_name, "TRACK_PHASE": track.phase,
+        "TRACK_TRAINING_JOB": track.training_job, "TRACK_DECISION": track.decision,
+        "TRACK_REASON": track.reason, "TRACK_IMAGE": settings.image_uri,
+        "TRACK_MODEL_DATA_URL": track.model_data_url, "TRACK_PACKAGE_ARN": track.package_arn,
+        "MODEL_SHA256": track.model_sha256, "TRACK_DATA_FINGERPRINT": track.data_fingerprint,
+    }
+    environment = {k: v[:ENVIRONMENT_VALUE_LIMIT] for k, v in environment.items() if v}
+    return _processing(settings, name, "track", _model_input(track.model_data_url), "trk", environment,
+                       role_arn=settings.tracking_role_arn, network_isolation=False)
 
 
 HYPERPARAMETER_VALUE_LIMIT = 2500  # SageMaker's limit on one hyperparameter value

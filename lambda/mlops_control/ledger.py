@@ -178,9 +178,14 @@ class Ledger:
     def notice(self, subject: str, message: str, details: Mapping[str, Any] | None = None) -> bool:
         """Queue a notification with the open unit of work (committed with it); False outside a unit, where the
         caller sends it at once."""
+        return self.after_commit({"subject": subject, "message": message, "details": dict(details or {})})
+
+    def after_commit(self, effect: Mapping[str, Any]) -> bool:
+        """Queue an effect (a notification, a tracking request) in the open unit's outbox: done after the unit
+        commits, retried by later invocations until done. False outside a unit, where the caller acts at once."""
         if not self._units:
             return False
-        self._units[-1].notices.append({"subject": subject, "message": message, "details": dict(details or {})})
+        self._units[-1].notices.append(dict(effect))
         return True
 
     def decisions(self, subject: str) -> list[dict]:

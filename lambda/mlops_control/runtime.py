@@ -15,7 +15,7 @@ import time
 import traceback
 from typing import Any, Callable
 
-from . import events, settings as settings_module
+from . import events, settings as settings_module, tracking
 from .ledger import LEASE_MARGIN_SECONDS, Claim, Ledger
 from .notify import publish
 
@@ -59,8 +59,9 @@ def exactly_once(ledger: Ledger, claim_pk: str, sk: str, work: Callable[[], dict
 
 
 def send_outbox(ledger: Ledger, keys: list[str]) -> None:
-    """Send committed notifications, each outbox item once (leased while it is sent, deleted after). A failure
-    leaves the item for the next invocation; it never fails the work, which is committed already."""
+    """Send committed notifications and start committed tracking jobs, each outbox item once (leased while it is
+    sent, deleted after). A failure leaves the item for the next invocation; it never fails the work, which is
+    committed already. Starting a tracking job twice starts one (its name is its identity)."""
     settings = settings_module.load()
     for key in keys:
         try:
@@ -69,7 +70,11 @@ def send_outbox(ledger: Ledger, keys: list[str]) -> None:
                 continue
             try:
                 for notice in notices:
-                    publish(settings, notice["subject"], notice["message"], notice.get("details"))
+                    track = tracking.from_outbox(notice)
+                    if track is not None:
+                        tracking.start(settings, track)
+                    else:
+                        publish(settings, notice["subject"], notice["message"], notice.get("details"))
             except Exception:
                 ledger.unsent(key)
                 raise

@@ -87,6 +87,11 @@ class Settings:
     gate_min_new_rows: int = 30
     # SageMaker warm pools: keep the training instance this long for the next run (0: off).
     training_keep_alive_seconds: int = 0
+    # MLflow (off when the URI is empty): a `track` processing job logs each model, as the tracking role.
+    tracking_uri: str = ""
+    tracking_role_arn: str = ""
+    tracking_experiment: str = ""
+    registered_model_name: str = ""
 
     # Prefixes the system itself writes in the data bucket: an event for them must never start anything.
     incoming_prefix: str = "incoming/"
@@ -158,7 +163,13 @@ class Settings:
             training_window_max_rows=_int(env, "TRAINING_WINDOW_MAX_ROWS", 0, minimum=0),
             gate_min_new_rows=_int(env, "GATE_MIN_NEW_ROWS", 30, minimum=1),
             training_keep_alive_seconds=_int(env, "TRAINING_KEEP_ALIVE_SECONDS", 0, minimum=0, maximum=3600),
+            tracking_uri=env.get("TRACKING_URI", ""),
+            tracking_role_arn=env.get("TRACKING_ROLE_ARN", ""),
+            tracking_experiment=env.get("TRACKING_EXPERIMENT", "") or env["NAME_PREFIX"],
+            registered_model_name=env.get("REGISTERED_MODEL_NAME", "") or f"{env['NAME_PREFIX']}-model",
         )
+        if settings.tracking_uri and not settings.tracking_role_arn:
+            raise ConfigError("TRACKING_URI is set but TRACKING_ROLE_ARN is not: the track job needs its role")
         if settings.serving_max_instances < settings.serving_min_instances:
             raise ConfigError("SERVING_MAX_INSTANCES must be >= SERVING_MIN_INSTANCES")
         return settings

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL = ["serve", "batch", "hostile", "train", "control", "loop", "toolchain"]
+ALL = ["serve", "batch", "hostile", "mlflow", "train", "control", "loop", "toolchain"]
 # What each benchmark needs before it can measure anything; until then it must say "not measured yet".
 ENTRYPOINTS = Path(sys.executable).parent  # the image's console scripts in this virtualenv
 PREREQUISITES = {
     "serve": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
     "batch": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
     "hostile": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
+    "mlflow": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train", ENTRYPOINTS / "mlflow"],  # full mlflow: requirements-dev.txt
     "train": [ENTRYPOINTS / "train"],
     "control": [ROOT / "bench" / "control_plane.py"],
     "loop": [ROOT / "local" / "__main__.py"],
@@ -69,7 +70,7 @@ def test_figures_are_well_formed(smoke: dict, name: str) -> None:
             assert f["holds"] in (True, False), f"{name}: a figure with a target must say whether it holds: {f}"
 
 
-@pytest.mark.parametrize("name", ["serve", "batch", "hostile", "train"])
+@pytest.mark.parametrize("name", ["serve", "batch", "hostile", "mlflow", "train"])
 def test_model_benchmarks_measure_once_the_container_exists(smoke: dict, name: str) -> None:
     if not all(p.exists() for p in PREREQUISITES[name]):
         pytest.skip(f"{name}: the container's entrypoints have not landed yet")
@@ -84,3 +85,16 @@ def test_serve_smoke_compared_both_servers(smoke: dict) -> None:
     assert names == {"csv-1", "json-1", "csv-100"}
     if os.environ.get("CI") == "true":
         assert all(f["baseline"] for f in smoke["results"]["benchmarks"]["serve"]["figures"])
+
+
+def test_mlflow_smoke_compared_both_servers(smoke: dict) -> None:
+    if not all(p.exists() for p in PREREQUISITES["mlflow"]):
+        pytest.skip("mlflow: the container's entrypoints or MLflow's server are not installed")
+    figures = smoke["results"]["benchmarks"]["mlflow"]["figures"]
+    names = [f["name"] for f in figures]
+    for payload in ("csv-1", "json-1", "csv-100"):
+        assert [n.split(" ", 2)[1] for n in names if n.split(" ")[0] == payload] == ["requests/s", "p50", "p99"], names
+    assert any(n.startswith("1000-row CSV request") for n in names), names
+    assert any(n.startswith("startup") for n in names) and any(n.startswith("memory") for n in names), names
+    # Every figure is ours against MLflow's server, measured in the same run.
+    assert all(f["baseline"] and f["baseline_name"] == "mlflow models serve" for f in figures), figures

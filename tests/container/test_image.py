@@ -155,9 +155,9 @@ def trained(image, containers, tmp_path_factory):
 
 def test_entrypoints_are_on_path(image):
     result = _docker("run", "--rm", "--network", "none", "--entrypoint", "sh", image, "-c",
-                     "for c in train serve validate monitor join-labels; do command -v $c || exit 1; done", timeout=120)
+                     "for c in train serve validate monitor join-labels track; do command -v $c || exit 1; done", timeout=120)
     assert result.returncode == 0, f"not every entrypoint is on PATH:\n{result.stdout}{result.stderr}"
-    assert len(result.stdout.split()) == 5
+    assert len(result.stdout.split()) == 6
 
 
 def test_train_writes_the_model_directory(trained):

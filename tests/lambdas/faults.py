@@ -116,7 +116,8 @@ class ControlPlane:
 
         for name in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "AWS_DEFAULT_PROFILE"):
             monkeypatch.delenv(name, raising=False)
-        for name, value in {**ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+        # With MLflow tracking on: its requests ride in the outbox, which every delivery flushes first.
+        for name, value in {**ENV, **TRACKING_ENV, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
                             "AWS_DEFAULT_REGION": REGION, "AWS_REGION": REGION}.items():
             monkeypatch.setenv(name, value)
         self.clock = Clock()
@@ -304,6 +305,9 @@ OUTCOME_DECISIONS = {
 FILE_ANSWERS = ("rejected", "validated", "quarantined")
 
 
+TRACKING_ENV = {"TRACKING_URI": "http://mlflow.invalid", "TRACKING_ROLE_ARN": f"arn:aws:iam::123456789012:role/{P}-tracking"}
+
+
 @dataclass
 class Outcome:
     """What a story left behind, in the terms of the invariants."""
@@ -327,6 +331,8 @@ class Outcome:
     dead_letters: list[str]
     failed_attempts: int
     names: dict[str, str]
+    # (training job, phase) of every MLflow tracking request: started as a `track` job, or still in the outbox
+    tracking: list[str] = field(default_factory=list)
 
 
 def observe(plane: ControlPlane, names: dict[str, str]) -> Outcome:
@@ -337,6 +343,7 @@ def observe(plane: ControlPlane, names: dict[str, str]) -> Outcome:
         if record["decision"] in FILE_ANSWERS:
             answers.setdefault(record["file"], []).append(record["decision"])
     items = aws.ddb.scan(TableName=ENV["LEDGER_TABLE"])["Items"]
+    from mlops_control.keys import OUTBOX
     from mlops_control.ledger import from_item
 
     claims = [from_item(i) for i in items if i["pk"]["S"].startswith("claim#")]
@@ -349,6 +356,12 @@ def observe(plane: ControlPlane, names: dict[str, str]) -> Outcome:
             text = text.replace(name, f"<{label}>") if text else text
         return text
 
+    started = [env for name, env in plane.sagemaker._environments.items() if name.startswith(f"{P}-trk-")]
+    waiting = [notice["track"] for item in items if item["pk"]["S"] == OUTBOX
+               for notice in from_item(item).get("notices") or [] if "track" in notice]
+    tracking = sorted(f"{labelled(t)} {p}" for t, p in
+                      [(e["TRACK_TRAINING_JOB"], e["TRACK_PHASE"]) for e in started]
+                      + [(w["training_job"], w["phase"]) for w in waiting])
     subjects = [m["subject"] for m in aws.notifications()]
     notices = [s for s in subjects if "event kept for retry/DLQ" in s]
     return Outcome(
@@ -372,6 +385,7 @@ def observe(plane: ControlPlane, names: dict[str, str]) -> Outcome:
         dead_letters=[d.step for d in plane.deliveries if d.dead_lettered],
         failed_attempts=sum(a.startswith("error:") for d in plane.deliveries for a in d.attempts),
         names=names,
+        tracking=tracking,
     )
 
 
@@ -407,6 +421,8 @@ def violations(baseline: Outcome, got: Outcome, fault: Fault | None = None) -> l
           f"duplicate or unexpected notifications: {dict(got.notifications - baseline.notifications)}")
     check(sum(missing.values()) == got.notification_failures,
           f"lost notifications {dict(missing)} vs {got.notification_failures} notification_failed records")
+    check(set(got.tracking) == set(baseline.tracking),
+          f"MLflow tracking requests (started or waiting in the outbox) {got.tracking}, baseline {baseline.tracking}")
     check(got.failure_records >= got.failed_attempts,
           f"{got.failed_attempts} failed attempts but {got.failure_records} error/busy records")
     return problems

@@ -283,7 +283,7 @@ class AtomicDynamoDB:
 
 
 class SageMakerWithUpdateEndpoint:
-    """moto's SageMaker plus UpdateEndpoint, which moto lacks. Each request is checked against the real API
+    """moto's SageMaker plus UpdateEndpoint, which moto lacks, and processing jobs' Environment, which it drops. Each request is checked against the real API
     model by botocore's Stubber (parameter validation included), then the endpoint in moto goes to Updating.
     `settle()` ends the update the way SageMaker does: on the new config, or rolled back to the old one."""
 
@@ -293,9 +293,21 @@ class SageMakerWithUpdateEndpoint:
         self._client = client
         self._stubbed = boto3.client("sagemaker", region_name=REGION)
         self.updates: list[dict] = []
+        self._environments: dict[str, dict] = {}
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._client, name)
+
+    def create_processing_job(self, **kwargs: Any) -> dict:
+        response = self._client.create_processing_job(**kwargs)
+        self._environments[kwargs["ProcessingJobName"]] = dict(kwargs.get("Environment") or {})
+        return response
+
+    def describe_processing_job(self, **kwargs: Any) -> dict:
+        """moto drops a processing job's Environment; SageMaker returns it."""
+        response = self._client.describe_processing_job(**kwargs)
+        environment = self._environments.get(kwargs["ProcessingJobName"])
+        return {**response, "Environment": environment} if environment else response
 
     def _endpoint(self, name: str) -> Any:
         from moto.sagemaker.models import sagemaker_backends
@@ -333,3 +345,16 @@ def capture_calls(client: Any, operation: str) -> list[dict]:
 
     client.meta.events.register(f"provide-client-params.{client.meta.service_model.endpoint_prefix}.{operation}", remember)
     return calls
+
+
+def handlers_sagemaker(aws: Aws) -> SageMakerWithUpdateEndpoint:
+    """moto's SageMaker as the handlers use it: UpdateEndpoint, training metrics and model artifacts, one validated
+    file."""
+    from mlops_control import clients
+
+    proxy = SageMakerWithUpdateEndpoint(aws.sm)
+    aws.inject_training_metrics(aws.sm)
+    aws.write_model_artifacts(aws.sm)
+    clients.override("sagemaker", proxy)
+    aws.upload("validated/base.csv")
+    return proxy

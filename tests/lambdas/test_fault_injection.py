@@ -46,6 +46,10 @@ def test_the_fault_free_story_ends_as_designed(baseline):
     assert outcome.outcomes["deployed"] == 2 and outcome.outcomes["rolled_back"] == 1
     assert outcome.production_job == "<follow_up>" and outcome.production_after_deploy == "done"
     assert outcome.outcomes["monitor_completed"] == 1 and not outcome.held_claims
+    # Each model decision asked MLflow tracking for exactly its phase: trained (gate), deployed, rolled back.
+    phases = [entry.rsplit(" ", 1)[1] for entry in outcome.tracking]
+    assert phases.count("deployed") == 2 and phases.count("rolled_back") == 1, outcome.tracking
+    assert phases.count("trained") == outcome.training_jobs, outcome.tracking
     assert sum(counts.values()) > 100  # the matrix below covers every one of these calls
 
 

@@ -7,7 +7,7 @@ import pytest
 
 from local.containers import ContainerRuntime, entrypoint_command, run_to_completion
 
-COMMANDS = ("train", "serve", "validate", "monitor", "join-labels")
+COMMANDS = ("train", "serve", "validate", "monitor", "join-labels", "track")
 
 
 @pytest.mark.parametrize("name", COMMANDS)

@@ -26,3 +26,9 @@ def dev_api_key(tmp_path_factory) -> Synth:
 @pytest.fixture(scope="session", params=["dev", "prod", "dev_api_key"])
 def synth(request) -> Synth:
     return request.getfixturevalue(request.param)
+
+
+@pytest.fixture(scope="session")
+def dev_no_tracking(tmp_path_factory) -> Synth:
+    """dev with mlflow_tracking off: no MLflow App, no tracking role, no track jobs."""
+    return synthesize(tmp_path_factory.mktemp("cdk-dev-notracking"), {"stage": "dev", "mlflow_tracking": "false"})

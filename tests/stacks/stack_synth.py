@@ -20,7 +20,7 @@ os.environ.setdefault("CDK_DISABLE_VERSION_CHECK", "1")
 KINDS = ("Storage", "Pipeline", "Serving", "Monitoring")
 # Construct paths of the SageMaker execution roles (logical id = this + an 8-digit hash), by kind of work.
 SAGEMAKER_ROLE_IDS = {"training": "SageMakerExecutionRole", "processing": "SageMakerProcessingRole",
-                      "model": "SageMakerModelRole"}
+                      "model": "SageMakerModelRole", "tracking": "SageMakerTrackingRole"}
 
 
 @dataclass
@@ -79,13 +79,14 @@ def synthesize(outdir: Path, context: dict[str, Any]) -> Synth:
 
 
 def sagemaker_roles(synth: Synth) -> dict[str, str]:
-    """Kind (training/processing/model) -> logical id of each role SageMaker may assume; exactly those three."""
+    """Kind (training/processing/model, and tracking with mlflow_tracking) -> logical id of each role SageMaker may
+    assume in the pipeline stack; exactly those."""
     import re
 
+    kinds = [k for k in SAGEMAKER_ROLE_IDS if k != "tracking" or synth.config.mlflow_tracking]
     roles = [k for k, r in synth.resources("Pipeline", "AWS::IAM::Role").items()
              if r["Properties"]["AssumeRolePolicyDocument"]["Statement"][0]["Principal"].get("Service")
              == "sagemaker.amazonaws.com"]
-    found = {kind: [r for r in roles if re.fullmatch(prefix + "[0-9A-F]{8}", r)]
-             for kind, prefix in SAGEMAKER_ROLE_IDS.items()}
-    assert len(roles) == 3 and all(len(ids) == 1 for ids in found.values()), roles
+    found = {kind: [r for r in roles if re.fullmatch(SAGEMAKER_ROLE_IDS[kind] + "[0-9A-F]{8}", r)] for kind in kinds}
+    assert len(roles) == len(kinds) and all(len(ids) == 1 for ids in found.values()), roles
     return {kind: ids[0] for kind, ids in found.items()}

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pytest
 
-from iam_coverage import App, coverage, sar
+from iam_coverage import WILD, App, coverage, sar
 from stack_synth import KINDS, ROOT
 
 HOW_TO_READ = ("\n(tests/stacks/iam_coverage/: each line is one request or grant; its docstring lists what the "
@@ -87,8 +87,11 @@ def test_the_analysis_reaches_the_calls_each_function_is_for(stage):
     assert set(seen) == set(expected)
     for function, calls in expected.items():
         assert calls <= seen[function], (function, calls - seen[function])
+    assert {"sagemaker.UpdateModelPackage", "sagemaker.DescribeProcessingJob"} <= seen["processing-done"]  # track jobs
     for calls in report.calls.values():  # every function records its decisions, sends its outbox and notifies
-        outbox = {"dynamodb.UpdateItem", "dynamodb.Query", "dynamodb.DeleteItem", "sns.Publish"}
+        # (the outbox also holds track requests: every function may start a track job)
+        outbox = {"dynamodb.UpdateItem", "dynamodb.Query", "dynamodb.DeleteItem", "sns.Publish",
+                  "sagemaker.CreateProcessingJob"}
         assert outbox <= {c.name for c in calls}
         assert all(c.location.startswith("lambda/") and c.location.rsplit(":", 1)[1].isdigit() for c in calls)
 
@@ -106,3 +109,35 @@ def test_the_reference_data_is_the_pinned_dataset():
     # Warm pools (KeepAlivePeriodInSeconds) are a condition key of CreateTrainingJob, not an action of their own.
     assert "sagemaker:KeepAlivePeriod" in sar().privilege("sagemaker:CreateTrainingJob")["resource_types"][""][
         "condition_keys"]
+
+
+def test_track_jobs_and_the_mlflow_app_are_analysed_as_their_roles(stage):
+    """The track job's role: SageMaker reads the model input and writes the report, the image's `track` calls the
+    MLflow App and uploads MLflow's artifacts; the app's own role reads and writes its artifact store."""
+    synth, report = stage
+    app = App({synth.stack_names[k]: synth.templates[k] for k in KINDS})
+    ((app_arn, (store, app_role)),) = app.mlflow_apps.items()
+    assert store.endswith("/mlflow/")
+    tracking_roles = {arn for arn, path in app.policies.role_paths.items() if "/SageMakerTracking/" in path}
+    assert len(tracking_roles) == 1
+    by_role = {}
+    for r in report.requests:
+        by_role.setdefault(r.principal, set()).add((r.action, r.resource))
+    (tracking,) = tracking_roles
+    bucket = store.removeprefix("s3://").split("/")[0]
+    assert {("sagemaker:CallMlflowAppApi", app_arn), ("s3:PutObject", f"arn:aws:s3:::{bucket}/mlflow/{WILD}")} <= \
+        by_role[tracking]
+    reports = f"/reports/tracking/{synth.config.prefix}-trk-"
+    assert any(a == "s3:PutObject" and reports in r for a, r in by_role[tracking])
+    assert any(a == "s3:GetObject" and "/output/model.tar.gz" in r for a, r in by_role[tracking])
+    assert {a for a, _ in by_role[app_role]} == {"s3:GetObject", "s3:PutObject", "s3:ListBucket", "kms:Decrypt",
+                                                  "kms:GenerateDataKey"}
+
+
+def test_without_tracking_no_call_needs_a_tracking_grant(dev_no_tracking):
+    synth = dev_no_tracking
+    templates = {synth.stack_names[k]: synth.templates[k] for k in KINDS}
+    metadata = {synth.stack_names[k]: synth.metadata[k] for k in KINDS}
+    report = coverage(templates, metadata, ROOT / "lambda")
+    assert report.problems() == []
+    assert not any("-trk-" in r.resource for r in report.requests)

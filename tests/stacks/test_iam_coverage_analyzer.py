@@ -163,3 +163,51 @@ def test_values_are_followed_per_call_path(tmp_path):
     listed = {(r.resource, r.context_value("s3:prefix")) for r in report.requests if r.action == "s3:ListBucket"}
     assert listed == {("arn:aws:s3:::made-up-data", ("incoming/",)),
                       ("arn:aws:s3:::made-up-other", ("other/", "spare/"))}
+
+
+SWITCHED = """\
+import os
+
+from . import clients
+
+
+def run(event):
+    clients.get("sns").publish(TopicArn=os.environ["TOPIC_ARN"], Message="ran")
+    if os.environ["FEATURE"]:
+        later(event)
+    maybe(event)
+
+
+def maybe(event):
+    if not os.environ["FEATURE"]:
+        return None
+    return clients.get("s3").list_objects_v2(Bucket=os.environ["DATA_BUCKET"], Prefix="feature/")
+
+
+def later(event):
+    return deeper(event)
+
+
+def deeper(event):
+    return clients.get("s3").list_objects_v2(Bucket=os.environ["DATA_BUCKET"], Prefix="deeper/")
+"""
+
+
+@pytest.mark.parametrize("feature", ["", "on"])
+def test_code_the_configuration_switches_off_needs_no_grant(tmp_path, feature):
+    """A feature off in the function's environment (an early return, a branch) makes no calls: neither the ones after
+    the return, nor those of functions only the ruled-out branch calls (they are not analysed without a context)."""
+    root = tmp_path / "lambda"
+    for relative, text in {"handlers/__init__.py": "", "handlers/work.py": HANDLER, "mlops_control/__init__.py": "",
+                           "mlops_control/clients.py": CLIENTS, "mlops_control/flows.py": SWITCHED}.items():
+        (root / relative).parent.mkdir(parents=True, exist_ok=True)
+        (root / relative).write_text(text)
+    stack = template([GOOD[0], GOOD[2]])
+    stack["Resources"]["Fn"]["Properties"]["Environment"]["Variables"]["FEATURE"] = feature
+    report = coverage({"S": stack}, {"S": {}}, root)
+    listed = {r.context_value("s3:prefix") for r in report.requests if r.action == "s3:ListBucket"}
+    if feature:
+        assert listed == {("feature/",), ("deeper/",)}
+        assert sum(p.startswith("MISSING s3.ListObjectsV2") for p in report.problems()) == 2
+    else:
+        assert listed == set() and report.problems() == []

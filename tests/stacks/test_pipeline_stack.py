@@ -208,12 +208,13 @@ def test_upload_rule_matches_incoming_objects_of_the_data_bucket_only(synth):
 
 
 @pytest.mark.parametrize("rule_suffix, detail_type, name_key, prefixes, handler", [
-    ("processing-jobs", "SageMaker Processing Job State Change", "ProcessingJobName", ("val", "mon", "gt"),
+    ("processing-jobs", "SageMaker Processing Job State Change", "ProcessingJobName", ("val", "mon", "gt", "trk"),
      "handlers.processing_done.handler"),
     ("training-jobs", "SageMaker Training Job State Change", "TrainingJobName", ("train",),
      "handlers.training_done.handler"),
 ])
 def test_job_rules_are_filtered_to_this_stages_jobs(synth, rule_suffix, detail_type, name_key, prefixes, handler):
+    assert synth.config.mlflow_tracking  # track jobs (trk) are there because tracking is on in every stage
     p = synth.config.prefix
     rule = rules(synth)[f"{p}-{rule_suffix}"]
     pattern = rule["EventPattern"]
@@ -242,6 +243,10 @@ def test_failed_jobs_rule_notifies_and_counts(synth):
     rule = rules(synth)[f"{p}-failed-jobs"]
     branches = rule["EventPattern"]["detail"]["$or"]
     assert {b.get("ProcessingJobStatus", b.get("TrainingJobStatus"))[0] for b in branches} == {"Failed"}
+    # Every job the control plane starts: the same processing prefixes as processing_done's rule, and training.
+    processing = rules(synth)[f"{p}-processing-jobs"]["EventPattern"]["detail"]["ProcessingJobName"]
+    assert [b["ProcessingJobName"] for b in branches if "ProcessingJobName" in b] == [processing]
+    assert [b["TrainingJobName"] for b in branches if "TrainingJobName" in b] == [[{"prefix": f"{p}-train-"}]]
     (target,) = rule["Targets"]
     assert target["Arn"] == {"Ref": next(iter(synth.resources("Pipeline", "AWS::SNS::Topic")))}
 
@@ -315,9 +320,10 @@ def s3_grants(statements: list[dict]) -> dict[str, set[str]]:
     return grants
 
 
-def test_sagemaker_work_runs_under_three_least_privilege_roles(synth):
+def test_sagemaker_work_runs_under_least_privilege_roles(synth):
     """Only training reads validated data and writes models; validation and monitoring (untrusted input)
-    read their inputs and write reports; the endpoint's model reads its artifact and writes captured data."""
+    read their inputs and write reports; the endpoint's model reads its artifact and writes captured data; track jobs
+    read the model they log and write their report and MLflow's artifacts (and talk to the MLflow App only)."""
     roles = sagemaker_roles(synth)
     expected = {
         "processing": {"artifacts/validation-input/*": {"s3:GetObject"},
@@ -335,12 +341,18 @@ def test_sagemaker_work_runs_under_three_least_privilege_roles(synth):
         "model": {"artifacts/models/*/output/model.tar.gz": {"s3:GetObject"},
                   "artifacts/datacapture/*": {"s3:PutObject"},
                   "artifacts": {"s3:GetBucketLocation"}},
+        "tracking": {"artifacts/models/*/output/model.tar.gz*": {"s3:GetObject"},
+                     "artifacts/reports/tracking/*": {"s3:PutObject"},
+                     "artifacts/mlflow/*": {"s3:PutObject"},
+                     "artifacts": {"s3:ListBucket", "s3:GetBucketLocation"}},
     }
+    own_actions = {"tracking": {"sagemaker:CallMlflowAppApi"}}
+    assert set(roles) == {"training", "processing", "model", "tracking"}
     for kind, role_id in roles.items():
         statements = role_statements(synth, role_id)
         assert s3_grants(statements) == expected[kind], kind
         actions = {a for s in statements for a in as_list(s["Action"]) if not a.startswith("s3:")}
-        assert actions == COMMON_ACTIONS, (kind, actions ^ COMMON_ACTIONS)
+        assert actions == COMMON_ACTIONS | own_actions.get(kind, set()), (kind, actions ^ COMMON_ACTIONS)
         metrics = next(s for s in statements if s["Action"] == "cloudwatch:PutMetricData")
         assert metrics["Condition"] == {"StringLike": {"cloudwatch:namespace": "/aws/sagemaker/*"}}
         kms = [s for s in statements if any(a.startswith("kms:") for a in as_list(s["Action"]))]
@@ -355,28 +367,32 @@ def test_sagemaker_work_runs_under_three_least_privilege_roles(synth):
     # Nobody but training writes models; validation/monitoring never see validated data or raw uploads.
     processing = json.dumps(role_statements(synth, roles["processing"]))
     assert "/validated/" not in processing and "/incoming/" not in processing and "/quarantine/" not in processing
+    # The one role whose jobs have network access reaches this stage's MLflow App and nothing else of SageMaker.
+    (mlflow,) = [s for s in role_statements(synth, roles["tracking"]) if s["Action"] == "sagemaker:CallMlflowAppApi"]
+    assert "MlflowApp" in json.dumps(mlflow["Resource"]) and "Fn::ImportValue" in mlflow["Resource"]
 
 
 def test_training_role_keeps_the_logical_id_of_the_role_it_replaced(synth):
     assert sagemaker_roles(synth)["training"] == LEGACY_ROLE_ID
 
 
-def test_functions_know_the_three_roles_and_the_bake_time(synth):
+def test_functions_know_the_execution_roles_and_the_bake_time(synth):
     roles = sagemaker_roles(synth)
     for name, (kind, _, res) in ours(synth).items():
         env = res["Properties"]["Environment"]["Variables"]
         assert "SAGEMAKER_ROLE_ARN" not in env, name
         for variable, role in (("TRAINING_ROLE_ARN", "training"), ("PROCESSING_ROLE_ARN", "processing"),
-                               ("MODEL_ROLE_ARN", "model")):
+                               ("MODEL_ROLE_ARN", "model"), ("TRACKING_ROLE_ARN", "tracking")):
             value = json.dumps(env[variable])
             assert roles[role] in value and "Arn" in value, (name, variable, value)
         assert env["DEPLOY_BAKE_SECONDS"] == str(synth.config.deploy_bake_seconds), name
 
 
 def test_stacks_output_what_users_and_the_local_stack_need(synth):
-    expected = {"Storage": {"DataBucketName", "ArtifactsBucketName", "LedgerTableName", "KmsKeyArn"},
+    expected = {"Storage": {"DataBucketName", "ArtifactsBucketName", "LedgerTableName", "KmsKeyArn", "MlflowAppArn",
+                            "MlflowUiUrlCommand"},
                 "Pipeline": {"NotificationTopicArn", "DeadLetterQueueUrl", "ImageUri", "TrainingRoleArn",
-                             "ProcessingRoleArn", "ModelRoleArn"},
+                             "ProcessingRoleArn", "ModelRoleArn", "TrackingRoleArn"},
                 "Serving": {"EndpointName", "InvokeUrl"},
                 "Monitoring": {"DashboardName", "RetrainFunctionName"}}
     if synth.config.api_auth == "api_key":

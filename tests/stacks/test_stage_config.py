@@ -57,6 +57,15 @@ def test_command_line_strings_override_and_are_converted():
     assert dict(config.training_hyperparameters) == {"seed": "7"}
 
 
+def test_mlflow_tracking_is_on_by_default_and_can_be_switched_off():
+    assert load_config(context(stage="dev")).mlflow_tracking is True
+    assert load_config(context(stage="prod")).mlflow_tracking is True
+    assert load_config(context(stage="prod", mlflow_tracking="false")).mlflow_tracking is False
+    with pytest.raises(ConfigError) as err:
+        load_config(context(stage="dev", mlflow_tracking="sometimes"))
+    assert err.value.key == "mlflow_tracking"
+
+
 def test_config_is_frozen_all_the_way_down():
     config = load_config(context())
     with pytest.raises(AttributeError):

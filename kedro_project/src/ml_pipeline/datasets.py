@@ -139,23 +139,11 @@ class ModelArchiveDataset(AbstractDataset[None, Any]):
                      self._pin_name, archive)
         elif not re.fullmatch(r"[0-9a-f]{64}", self._sha256):
             raise DataError(f"{self._pin_name} is not a sha256 hex digest ({self._sha256[:80]!r})")
-        from ml_pipeline.serving.integrity import InvalidModelDirectory, model_digest
         from ml_pipeline.serving.predictor import load_model_files
 
         with tempfile.TemporaryDirectory(prefix="model-") as extracted:
             directory = archive if archive.is_dir() else Path(extracted)
-            try:
-                if not archive.is_dir():
-                    _extract(archive, directory)
-                actual = model_digest(directory)
-            except (tarfile.TarError, OSError, EOFError, zlib.error, InvalidModelDirectory) as exc:
-                raise DataError(f"{archive.name} is not a usable model archive: {exc}") from None
-            if self._sha256 and actual != self._sha256:
-                raise DataError(f"model directory digest {actual} of {archive.name} does not match {self._pin_name} "
-                                f"{self._sha256}: refusing to load it")
-            missing = [n for n in ("model.joblib", "metadata.json") if not (directory / n).is_file()]
-            if missing:
-                raise DataError(f"{archive.name} holds no {' or '.join(missing)}: is it a model.tar.gz from the train job?")
+            actual = open_pinned(archive, directory, self._sha256, self._pin_name)
             pipeline, metadata = load_model_files(directory)
         return {"pipeline": pipeline, "metadata": metadata, "sha256": actual}
 
@@ -184,6 +172,27 @@ def _extract(archive: Path, directory: Path) -> None:
             handle.extractall(directory, members=members, filter="data")
         else:
             handle.extractall(directory, members=members)
+
+
+def open_pinned(archive: Path, directory: Path, pin: str | None, pin_name: str = "MODEL_SHA256") -> str:
+    """Extract `archive` (a model.tar.gz, or already a model directory) into `directory` and return the model
+    directory's digest, refusing (DataError) an unreadable archive, a digest other than `pin` (when given) and a
+    directory without model.joblib and metadata.json."""
+    from ml_pipeline.serving.integrity import InvalidModelDirectory, model_digest
+
+    try:
+        if not archive.is_dir():
+            _extract(archive, directory)
+        actual = model_digest(directory)
+    except (tarfile.TarError, OSError, EOFError, zlib.error, InvalidModelDirectory) as exc:
+        raise DataError(f"{archive.name} is not a usable model archive: {exc}") from None
+    if pin and actual != pin:
+        raise DataError(f"model directory digest {actual} of {archive.name} does not match {pin_name} {pin}: "
+                        "refusing to load it")
+    missing = [n for n in ("model.joblib", "metadata.json") if not (directory / n).is_file()]
+    if missing:
+        raise DataError(f"{archive.name} holds no {' or '.join(missing)}: is it a model.tar.gz from the train job?")
+    return actual
 
 
 def _model_archive(root: Path) -> Path | None:

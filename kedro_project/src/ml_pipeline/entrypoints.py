@@ -1,9 +1,11 @@
-"""The container's commands: `train`, `validate`, `monitor`, `join-labels` (SageMaker jobs) and `serve` (endpoint).
+"""The container's commands: `train`, `validate`, `monitor`, `join-labels`, `track` (SageMaker jobs) and `serve`
+(endpoint).
 
 Each job runs a Kedro session in the `sagemaker` environment (the /opt/ml layout, rooted at OPT_ML_ROOT when
 set). On any error a job writes a readable reason — `/opt/ml/output/failure` for training (FailureReason),
 `/opt/ml/output/message` for processing (ExitMessage) — and exits non-zero. Validation, monitoring and the
-ground-truth join exit 0 when the data itself is bad: their report says so.
+ground-truth join exit 0 when the data itself is bad: their report says so. `track` runs no Kedro session: it
+logs one training job to MLflow (ml_pipeline/tracking.py).
 """
 
 from __future__ import annotations
@@ -329,6 +331,41 @@ def join_labels(argv: list[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------------------------------------------
+# track (Processing job, with network: it writes to the MLflow tracking server)
+# ---------------------------------------------------------------------------------------------------------
+def track(argv: list[str] | None = None) -> int:
+    """Processing job: /opt/ml/processing/input/model/model.tar.gz → one MLflow run per training job (its model
+    version, the `champion` alias) and /opt/ml/processing/output/report/tracking.json."""
+    _quiet_environment()
+    # DO_NOT_TRACK=1 is not MLflow's spelling (it wants "true"): say it in MLflow's own variable.
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    processing = paths.opt_ml_root() / "processing"
+    try:
+        from ml_pipeline import tracking
+
+        request = tracking.request_from_env(dict(os.environ))
+        with tempfile.TemporaryDirectory(prefix="model-") as extracted:
+            model_dir, digest = tracking.model_directory(processing / "input" / "model", Path(extracted),
+                                                         request.model_sha256)
+            result = tracking.track(request, model_dir, digest)
+        report = processing / "output" / "report" / "tracking.json"
+        report.parent.mkdir(parents=True, exist_ok=True)
+        report.write_text(json.dumps(result, indent=1) + "\n", encoding="utf-8")
+        version = result["model_version"]
+        outcome = f"{request.registered_model} version {version}" if version else "no model version"
+        if result["alias_moved"]:
+            outcome += f", alias {tracking.CHAMPION_ALIAS} moved to it"
+        print(f"tracking: {request.phase} {request.training_job}: run {result['run_id']} in experiment "
+              f"{request.experiment!r}, {outcome}", flush=True)
+        return 0
+    except BaseException as exc:  # noqa: BLE001
+        if isinstance(exc, SystemExit) and exc.code in (0, None):
+            return 0
+        return _fail(paths.processing_message_file(), exc, "tracking")
+
+
+# ---------------------------------------------------------------------------------------------------------
 # serve
 # ---------------------------------------------------------------------------------------------------------
 def worker_count(environ: dict[str, str]) -> int:
@@ -403,11 +440,12 @@ def _remove_when_signalled(path: str) -> None:
         signal.signal(signum, stop)
 
 
-COMMANDS = {"train": train, "validate": validate, "monitor": monitor, "join-labels": join_labels, "serve": serve}
+COMMANDS = {"train": train, "validate": validate, "monitor": monitor, "join-labels": join_labels, "track": track,
+            "serve": serve}
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m ml_pipeline.entrypoints <train|serve|validate|monitor|join-labels>` (the image's commands)."""
+    """`python -m ml_pipeline.entrypoints <train|serve|validate|monitor|join-labels|track>` (the image's commands)."""
     args = list(sys.argv[1:] if argv is None else argv)
     if not args or args[0] not in COMMANDS:
         print(f"usage: {{{','.join(COMMANDS)}}} — got {args[:1] or 'nothing'}", file=sys.stderr)

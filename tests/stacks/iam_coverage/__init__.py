@@ -4,9 +4,11 @@ For each Lambda function in the synthesized templates, the analyzer finds the bo
 can make in ``lambda/``, with their parameters, turns each into the IAM requests AWS will authorise (action,
 resource ARN, request context) and evaluates them against the function role's statements and the resource policies
 in the templates. It does the same for the principals that act on the stack's behalf: the SageMaker execution roles
-(for the jobs, models and endpoint configs the code creates, their inputs read as their S3DataType says), CloudWatch
-alarms and EventBridge rules (topic, queue, key and Lambda permissions), CloudWatch Logs, S3 server access logging,
-the Lambda service (logs, tracing, the on-failure destination) and API Gateway. Then it turns around: a grant (action
+(for the jobs, models and endpoint configs the code creates, their inputs read as their S3DataType says, and what the
+image's own commands call: `track` talks to the MLflow App and uploads MLflow's artifacts, needs.IMAGE), the MLflow
+App's role (its artifact store), CloudWatch alarms and EventBridge rules (topic, queue, key and Lambda permissions),
+CloudWatch Logs, S3 server access logging, the Lambda service (logs, tracing, the on-failure destination) and API
+Gateway. Then it turns around: a grant (action
 x resource of an Allow statement) that no request uses is reported too, unless the stack kept it with a reason next
 to it (``ScopedPolicy.allow(why_unused=...)`` / ``nag.acknowledge_unused_grant``).
 
@@ -17,12 +19,14 @@ How requests are found (static, over the AST; the code is never run):
   recorded where it is called, with its keyword arguments as that path computes them: a helper called by two
   callers with two buckets is checked twice, once per bucket, never with a mix of them. Functions reached only
   through something the analysis cannot follow (a SnapStart hook) are evaluated without a context: their
-  parameters unknown (any value, which only a wildcard grant allows).
+  parameters unknown (any value, which only a wildcard grant allows); not those that only code the context rules out
+  refers to (a feature the function's environment switches off, an event kind its rules never deliver).
 - Values: string constants, f-strings, concatenation, ``or``/``and``, conditional expressions, dict/list/tuple
   displays (``**``, unpacking), subscripts and ``get``, ``startswith``/``partition``/``split`` on known strings,
   ``json.dumps`` (kept as a structure: a SageMaker manifest), dataclasses and ``self.<attr>`` assignments, closures,
   ``os.environ`` (the function's environment in the template). A condition the values decide prunes its branch
-  (in calls, assignments and returns); a branch that tested a name or attribute (``if x``, ``x is None``,
+  (in calls, assignments and returns), and when the side it takes ends in ``return``/``raise`` (``if not enabled:
+  return``), the rest of its block too; a branch that tested a name or attribute (``if x``, ``x is None``,
   ``x.startswith(p)``) sees it narrowed; a loop over a tuple of constants is unrolled for return values. Anything
   else is unknown (a wildcard in a string).
 - An event matches one alternative of its rule's pattern: the analysis runs once per combination of the

@@ -72,6 +72,9 @@ class Evaluator:
         self.gaps: set[str] = set()
         self._visited: set[tuple] = set()
         self._visited_functions: set[int] = set()
+        # Branches (the ids of their statements) taken in some visit, and ruled out by the context in some visit.
+        self.live_branches: set[int] = set()
+        self.pruned_branches: set[int] = set()
 
     # -- running ---------------------------------------------------------------------------------------------
     def run(self, entries: list[Function]) -> tuple[list[Call], list[str], set[str]]:
@@ -131,6 +134,8 @@ class Evaluator:
         self._walk(fn, [*fn.node.body, *defaults], env, depth + 1)
 
     def _walk(self, fn: Function, nodes: list[ast.AST], env: dict | None, depth: int) -> None:
+        nodes = self._until_exit(fn, nodes, env, depth)
+        self.live_branches.update(id(n) for n in nodes)
         stack = list(nodes)
         while stack:
             node = stack.pop()
@@ -141,6 +146,7 @@ class Evaluator:
                 body, orelse = (node.body, node.orelse) if isinstance(node, ast.If) else ([node.body], [node.orelse])
                 stack.append(node.test)
                 for branch, live, positive in ((body, taken is not False, True), (orelse, taken is not True, False)):
+                    (self.live_branches if live else self.pruned_branches).update(id(n) for n in branch)
                     if live:
                         self._walk(fn, branch, self.narrowed(fn, node.test, env, depth, positive, branch), depth)
                 continue
@@ -159,6 +165,22 @@ class Evaluator:
                 if UNKNOWN in base and not any(isinstance(a, ClientV) for a in base):
                     self.gaps.add(f"{fn.location(node)}: .{node.attr} on a receiver the analysis cannot resolve")
             stack.extend(ast.iter_child_nodes(node))
+
+    def _until_exit(self, fn: Function, nodes: list[ast.AST], env: dict | None, depth: int) -> list[ast.AST]:
+        """A block's statements up to an ``if`` the context decides whose taken side ends in ``return`` or ``raise``
+        (``if not enabled: return``): the statements after it do not run in this context."""
+        for index, node in enumerate(nodes):
+            if not isinstance(node, ast.If):
+                continue
+            rest = [n for n in nodes[index + 1:] if isinstance(n, ast.stmt)]
+            if not rest:
+                break
+            taken = self.truth(fn, node.test, env, depth)
+            side = node.body if taken is True else node.orelse if taken is False else None
+            if side and isinstance(side[-1], (ast.Return, ast.Raise)):
+                self.pruned_branches.update(id(n) for n in rest)
+                return [n for n in nodes if n not in rest]
+        return nodes
 
     def record(self, fn: Function, node: ast.Call, service: str, operation: str, env: dict | None,
                depth: int) -> None:

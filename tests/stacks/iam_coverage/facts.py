@@ -48,6 +48,8 @@ FACTS: dict[str, tuple[str, str]] = {
     "ModelPackageArn": (_PACKAGE, "CreateModelPackage/ListModelPackages answer versions of the one group the "
                                   "deployer registers in: model-package/<group>/<version>"),
     "inflight_package": (_PACKAGE, "the deployment slot keeps the ARN CreateModelPackage answered"),
+    "TRACK_PACKAGE_ARN": (_PACKAGE, "DescribeProcessingJob of a track job: its environment carries the package "
+                                    "ARN the deployer passed (jobs.tracking_request, from the deployment slot)"),
     "S3Uri": ('f"s3://{settings.data_bucket}/{settings.incoming_prefix}{ANYTHING}"',
               "DescribeProcessingJob (intake._source_of): a validation job's data input is the trigger's copy of an "
               "upload under incoming/, which jobs.uploaded_key_of maps back to that upload, or (jobs started "

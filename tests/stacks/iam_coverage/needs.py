@@ -63,6 +63,11 @@ class App:
                 owner = self.cfn.attribute(stack, logical_id, "Arn")
                 self.keys[owner.removesuffix(":*")] = self.cfn.resolve(stack, key)
         self.rules = [(stack, logical_id, r) for stack, logical_id, r in self.cfn.resources("AWS::Events::Rule")]
+        # MLflow Apps by ARN: (artifact store URI, the app's role ARN).
+        self.mlflow_apps = {
+            self.cfn.attribute(stack, logical_id, "Arn"): (self.cfn.resolve(stack, r["Properties"]["ArtifactStoreUri"]),
+                                                           self.cfn.resolve(stack, r["Properties"]["RoleArn"]))
+            for stack, logical_id, r in self.cfn.resources("AWS::SageMaker::MlflowApp")}
         self.endpoint_config_keys: set[str] = set()  # KmsKeyId of the endpoint configs the code creates
         # Roles whose work is not modelled (UNANALYSED_ROLES): role ARN -> reason.
         self.unanalysed_roles = {arn: reason for arn, path in self.policies.role_paths.items()
@@ -451,7 +456,55 @@ def sagemaker_service_requests(app: App, calls: list[Call]) -> list[Request]:
                 b = RequestBuilder(app, role, f"SageMaker ({call.name})", call.location)
                 _sagemaker_service(b, app, call.operation, kw, endpoints, calls)
                 requests += b.requests
+                if call.operation == "CreateProcessingJob":
+                    b = RequestBuilder(app, role, f"the image ({call.name})", call.location)
+                    _image_command(b, app, kw)
+                    requests += b.requests
     return requests
+
+
+# What the image's commands call themselves, as the job's role (their code is kedro_project/, not lambda/): the
+# commands that parse uploads run network-isolated and call nothing; `track` talks to MLflow.
+IMAGE = {
+    "mlflow-api": "the image's `track` (kedro_project/src/ml_pipeline/tracking.py) calls the MLflow App's REST API "
+                  "(experiments, runs, logged models, the registered model, its versions, tags and alias) through "
+                  "the sagemaker-mlflow plugin, which signs every request for service `sagemaker` with the app's "
+                  "ARN (MLFLOW_TRACKING_URI): authorised as sagemaker:CallMlflowAppApi on the app (the "
+                  "sagemaker-mlflow:* actions are those of MLflow tracking servers)",
+    "mlflow-artifacts": "MLflow's S3 artifact repository uploads the run's and the model's artifacts (log_artifact(s), "
+                        "log_dict, sklearn.log_model) itself with the job's credentials, under the app's artifact "
+                        "store (ArtifactStoreUri): s3:PutObject (multipart uploads above 8 MB too), "
+                        "kms:GenerateDataKey, and kms:Decrypt for a multipart upload to an SSE-KMS bucket",
+}
+
+
+def _entrypoints(kw: DictV) -> set[str]:
+    found: set[str] = set()
+    for atom in paths(kw, "AppSpecification", "ContainerEntrypoint"):
+        found |= strings(frozenset(atom.elements) if isinstance(atom, ListV) else frozenset({atom}))
+    return found
+
+
+def _image_command(b: RequestBuilder, app: App, kw: DictV) -> None:
+    def add(action: str, resource: str, why: str) -> None:
+        b.add(action, resource)
+        b.requests[-1] = Request(**{**b.requests[-1].__dict__, "why": IMAGE[why]})
+
+    if "track" not in _entrypoints(kw):
+        return
+    uris = concrete(strings(paths(kw, "Environment", "MLFLOW_TRACKING_URI")))
+    if not uris:
+        raise AnalysisError(f"{b.operation} ({b.source}): a track job without MLFLOW_TRACKING_URI")
+    for uri in uris:
+        if uri not in app.mlflow_apps:
+            raise AnalysisError(f"{b.operation} ({b.source}): MLFLOW_TRACKING_URI {show(uri)} is no MLflow App of the "
+                                "templates")
+        add("sagemaker:CallMlflowAppApi", uri, "mlflow-api")
+        bucket, key = parse_s3(app.mlflow_apps[uri][0])
+        add("s3:PutObject", s3_object(bucket, squash(key + WILD)), "mlflow-artifacts")
+        for key_arn in [k for k in [app.key_of(s3_bucket(bucket))] if k]:
+            add("kms:GenerateDataKey", key_arn, "mlflow-artifacts")
+            add("kms:Decrypt", key_arn, "mlflow-artifacts")
 
 
 def dicts(kwargs: DictV, *path: str) -> list[DictV]:
@@ -581,6 +634,9 @@ PLATFORM = {
     "framework": "CDK's provider framework (framework.onEvent) invokes the on_event handler and reads its state",
     "access-logs": "S3 server access logging delivers a bucket's logs to its target bucket as logging.s3.amazonaws.com "
                    "(aws:SourceArn = the logged bucket) under the configured prefix",
+    "mlflow-app": "an MLflow App uses its role (RoleArn: 'the role the app uses to access the artifact store') to "
+                  "read artifacts for its UI and API (listing, downloads) and to write them (presigned uploads it hands "
+                  "out), under its ArtifactStoreUri; an SSE-KMS bucket: kms:Decrypt and kms:GenerateDataKey",
 }
 
 
@@ -688,6 +744,18 @@ def platform_requests(app: App) -> list[Request]:
             add(b, "s3:PutObject", s3_object(target, squash(prefix + WILD)),
                 "access-logs", context={"aws:SourceArn": [source], "aws:SourceAccount": [ACCOUNT]})
             out += b.requests
+    for stack, logical_id, mlflow_app in cfn.resources("AWS::SageMaker::MlflowApp"):
+        props = mlflow_app["Properties"]
+        b = builder(cfn.resolve(stack, props["RoleArn"]), "SageMaker MLflow App", cfn.path(stack, logical_id))
+        bucket, key = parse_s3(cfn.resolve(stack, props["ArtifactStoreUri"]))
+        objects = s3_object(bucket, squash(key + WILD))
+        add(b, "s3:GetObject", objects, "mlflow-app")
+        add(b, "s3:PutObject", objects, "mlflow-app")
+        add(b, "s3:ListBucket", s3_bucket(bucket), "mlflow-app", context={"s3:prefix": [squash(key + WILD)]})
+        for key_arn in [k for k in [app.key_of(s3_bucket(bucket))] if k]:
+            add(b, "kms:Decrypt", key_arn, "mlflow-app")
+            add(b, "kms:GenerateDataKey", key_arn, "mlflow-app")
+        out += b.requests
     for stack, logical_id, method in cfn.resources("AWS::ApiGateway::Method"):
         integration = method["Properties"].get("Integration", {})
         if integration.get("Type") != "AWS" or "Credentials" not in integration:

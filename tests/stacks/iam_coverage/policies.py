@@ -211,6 +211,8 @@ class Cfn:
             return name
         if attr == "Arn" and type_ in ARN_OF:
             return ARN_OF[type_](name)
+        if attr == "Arn" and type_ == "AWS::SageMaker::MlflowApp":  # mlflow-app/<MlflowAppId>, an id SageMaker makes
+            return f"arn:{PARTITION}:sagemaker:{REGION}:{ACCOUNT}:mlflow-app/{name}"
         if attr in ("TopicName", "QueueName"):
             return name
         raise AnalysisError(f"cannot resolve {logical_id}.{attr} ({type_})")

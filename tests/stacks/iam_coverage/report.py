@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import json
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
@@ -167,6 +168,8 @@ def analyse_function(app: App, code: Code, fn: LambdaFunction,
     calls: dict[tuple, Call] = {}
     gaps: set[str] = set()
     visited: set[str] = set()
+    live: set[int] = set()
+    pruned: set[int] = set()
 
     def evaluator(event_facts: Mapping[str, Iterable[str]]) -> Evaluator:
         return Evaluator(code, reachable, fn.env, event_facts,
@@ -180,10 +183,15 @@ def analyse_function(app: App, code: Code, fn: LambdaFunction,
 
     alternatives = app.event_facts(fn)
     for event_facts in alternatives:
-        add(evaluator(event_facts).run(entries))
+        ev = evaluator(event_facts)
+        add(ev.run(entries))
+        live.update(ev.live_branches)
+        pruned.update(ev.pruned_branches)
     # A function the code can reach that no path visited (a call the analysis could not follow) is visited too,
-    # its parameters unknown, with every event alternative's facts.
-    unvisited = [f for f in reachable if f.key not in visited]
+    # its parameters unknown, with every event alternative's facts; not one that only code the function's own
+    # configuration rules out refers to (a feature switched off, an event its rules never deliver).
+    ruled_out = ruled_out_functions(code, reachable, visited, pruned - live)
+    unvisited = [f for f in reachable if f.key not in visited and f.key not in ruled_out]
     if unvisited:
         merged: dict[str, set[str]] = defaultdict(set)
         for event_facts in alternatives:
@@ -191,6 +199,34 @@ def analyse_function(app: App, code: Code, fn: LambdaFunction,
                 merged[key] |= set(found_values)
         add(evaluator(merged).run(unvisited))
     return list(calls.values()), sorted(gaps)
+
+
+def ruled_out_functions(code: Code, reachable: list, visited: set[str], dead_branches: set[int]) -> set[str]:
+    """Keys of the unvisited functions every reference to which sits in a branch the context ruled out wherever it
+    was evaluated (``dead_branches``: ids of the branches' statements), or in another such function."""
+    dead_nodes: set[int] = set()
+    for fn in reachable:
+        for node in ast.walk(fn.node):
+            if id(node) in dead_branches:
+                dead_nodes.update(id(n) for n in ast.walk(node))
+    sites: dict[str, list[tuple[str, int]]] = defaultdict(list)  # function key -> (referring function, node)
+    for fn in reachable:
+        for node in fn.own_nodes():
+            if isinstance(node, (ast.Name, ast.Attribute)):
+                for target in code.targets(fn, node):
+                    for entry in Code._entry_points(target):
+                        sites[entry.key].append((fn.key, id(node)))
+    unvisited = {f.key for f in reachable if f.key not in visited}
+    dead: set[str] = set()
+    changed = True
+    while changed:
+        changed = False
+        for key in unvisited - dead:
+            refs = sites.get(key, [])
+            if refs and all(node in dead_nodes or owner in dead for owner, node in refs):
+                dead.add(key)
+                changed = True
+    return dead
 
 
 def coverage(templates: Mapping[str, dict], metadata: Mapping[str, dict], code_root: Path) -> Report:
