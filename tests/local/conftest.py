@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -110,19 +111,17 @@ def sample():
     return generate
 
 
-@pytest.fixture(scope="session")
-def stack(tmp_path_factory):
-    state_dir = tmp_path_factory.mktemp("embedded")
+@contextlib.contextmanager
+def running_stack(state_dir: Path, *context: str):
+    """`python -m local up` (as `make up` runs it: its worker processes, jobs and serving fleets end with it) with
+    `-c stage=dev` and `context`, until the block ends."""
     log = (state_dir / "up.log").open("w")
     env = {**os.environ, "PYTHONPATH": str(REPO), "LOCAL_HEALTH_TIMEOUT": "60",
            # Alarms are evaluated only on the test's explicit ticks, so each transition is observed.
            "LOCAL_ALARM_INTERVAL": "86400"}
-    # A strict column and a training window, so that the retraining tests can show both (test_e2e_retraining),
-    # and no retrain cooldown: each test's alarm is its own request (the cooldown has its own tests in
-    # tests/lambdas; here it would make a test depend on the alarms of the tests before it).
+    args = [arg for key_value in ("stage=dev", *context) for arg in ("-c", key_value)]
     proc = subprocess.Popen([sys.executable, "-m", "local", "--state-dir", str(state_dir), "-v", "up",
-                             "--cdk-out", str(state_dir / "cdk.out"), "-c", "stage=dev", "-c", "strict_columns=region",
-                             "-c", "training_window_max_rows=3000", "-c", "retrain_cooldown_seconds=0"],
+                             "--cdk-out", str(state_dir / "cdk.out"), *args],
                             cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     deadline = time.time() + 300
     while not (state_dir / "ready").exists():
@@ -139,6 +138,22 @@ def stack(tmp_path_factory):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
         log.close()
+
+
+@pytest.fixture(scope="session")
+def stack_starter():
+    """`running_stack`, for a test module that needs an embedded stack of its own."""
+    return running_stack
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory):
+    # A strict column and a training window, so that the retraining tests can show both (test_e2e_retraining),
+    # and no retrain cooldown: each test's alarm is its own request (the cooldown has its own tests in
+    # tests/lambdas; here it would make a test depend on the alarms of the tests before it).
+    with running_stack(tmp_path_factory.mktemp("embedded"), "strict_columns=region", "training_window_max_rows=3000",
+                       "retrain_cooldown_seconds=0") as running:
+        yield running
 
 
 class MotoStack:
