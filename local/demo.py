@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import logging
 import subprocess
 import sys
 import tarfile
@@ -161,7 +162,10 @@ def _tracked_run(tracking_uri: str, env: dict[str, str], config: str, timeout: f
     from mlflow import MlflowClient
     from mlflow.exceptions import MlflowException
 
-    client = MlflowClient(tracking_uri)
+    # sagemaker-mlflow's header provider (installed for SageMaker's MLflow) cannot parse a URI that is not an ARN:
+    # a warning per request, nothing else.
+    logging.getLogger("mlflow.tracking.request_header.registry").setLevel(logging.ERROR)
+    client = MlflowClient(tracking_uri, registry_uri=tracking_uri)
     suffix = config.rsplit("-cfg-", 1)[-1]
     job = f"{env['NAME_PREFIX']}-train-{suffix}"
     deadline = time.time() + timeout

@@ -482,7 +482,7 @@ def _deployed(settings: Settings, ledger: Ledger, slot: dict) -> dict:
                   details={"config": cfg, "previous": slot.get("previous_config"), "metrics": production["metrics"]})
     _track(settings, ledger, "deployed", job, slot.get("inflight_model_data_url"),
            package_arn=slot.get("inflight_package") or "", model_sha256=slot.get("inflight_model_sha256") or "",
-           data_fingerprint=slot.get("inflight_fingerprint") or "")
+           data_fingerprint=slot.get("inflight_fingerprint") or "", deployed_at=production["deployed_at"])
     announce(settings, ledger, f"New model serving: {job}", f"{settings.endpoint_name} now serves the model of {job} "
              f"(endpoint config {cfg}).", {"metrics": production["metrics"], "package": slot.get("inflight_package")})
     return {"status": "deployed", "config": cfg}

@@ -185,6 +185,7 @@ def tracking_request(settings: Settings, name: str, track: "TrackRequest") -> di
         "TRACK_REASON": track.reason, "TRACK_IMAGE": settings.image_uri,
         "TRACK_MODEL_DATA_URL": track.model_data_url, "TRACK_PACKAGE_ARN": track.package_arn,
         "MODEL_SHA256": track.model_sha256, "TRACK_DATA_FINGERPRINT": track.data_fingerprint,
+        "TRACK_DEPLOYED_AT": track.deployed_at,
     }
     environment = {k: v[:ENVIRONMENT_VALUE_LIMIT] for k, v in environment.items() if v}
     return _processing(settings, name, "track", _model_input(track.model_data_url), "trk", environment,

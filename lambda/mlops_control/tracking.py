@@ -35,6 +35,7 @@ class TrackRequest:
     package_arn: str = ""
     model_sha256: str = ""  # the deployer's pin: the job logs exactly the model that was judged
     data_fingerprint: str = ""  # of the training window (keys + S3 versions): runs on the same data compare
+    deployed_at: str = ""  # `deployed`: when the deploy was verified; the alias follows the newest, whatever the order
 
     def __post_init__(self) -> None:
         if self.phase not in PHASES:

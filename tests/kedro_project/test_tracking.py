@@ -371,6 +371,18 @@ def test_rolled_back_tags_its_version_and_leaves_the_alias(store, names, model_d
     assert len(_runs(store, names, newer)) == 1 and len(_runs(store, names)) == 1
 
 
+def test_the_alias_follows_the_newest_verified_deploy_whatever_order_the_jobs_finish(store, names, model_dir):
+    """Two deploys verified one after the other; the newer one's `track` job finishes first."""
+    newer = "mlops-dev-train-newer"
+    first = tracking.track(_request(store, names, newer, **DEPLOYED, TRACK_DEPLOYED_AT="2026-12-05T10:00:02.000000Z"),
+                           model_dir)
+    late = tracking.track(_request(store, names, **DEPLOYED, TRACK_DEPLOYED_AT="2026-12-05T10:00:01.000000Z"),
+                          model_dir)
+    assert first["alias_moved"] is True and late["alias_moved"] is False
+    champion = _client(store).get_model_version_by_alias(names["model"], "champion")
+    assert champion.tags["training_job"] == newer and champion.tags["deployed_at"] == "2026-12-05T10:00:02.000000Z"
+
+
 def test_gated_out_has_no_version_and_says_why_on_the_run(store, names, model_dir):
     result = tracking.track(_request(store, names, TRACK_DECISION="gated_out",
                                      TRACK_REASON="roc_auc=0.61 misses the threshold (>= 0.7)"), model_dir)

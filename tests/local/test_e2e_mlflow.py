@@ -33,7 +33,7 @@ def mlflow_client(stack, sample, tmp_path_factory):
         stack.client("s3").upload_file(str(more), stack.output("DataBucketName"), "incoming/mlflow-more.csv")
         stack.wait_for("a second model judged", lambda: len(_judged(stack)) >= 2, timeout=420)
     _settle(stack)  # the `track` jobs of the last decisions, and their completion
-    return MlflowClient(uri)
+    return MlflowClient(uri, registry_uri=uri)  # explicit: mlflow's process-wide URIs may be another test's
 
 
 def _judged(stack) -> dict[str, dict]:
@@ -94,8 +94,14 @@ def test_the_champion_alias_is_the_served_model_and_predicts_what_the_endpoint_a
     response = stack.runtime().invoke_endpoint(EndpointName=stack.output("EndpointName"), ContentType="text/csv",
                                                Accept="application/json", Body=_csv(rows, features))
     served = json.loads(response["Body"].read())["predictions"]
-    mlflow.set_tracking_uri(stack.output("MlflowTrackingUri"))
-    model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    uri = stack.output("MlflowTrackingUri")
+    mlflow.set_tracking_uri(uri)
+    mlflow.set_registry_uri(uri)
+    try:
+        model = mlflow.pyfunc.load_model(f"models:/{name}@champion")
+    finally:
+        mlflow.set_tracking_uri(None)
+        mlflow.set_registry_uri(None)
     import pandas as pd
 
     frame = pd.read_csv(io.BytesIO(_csv(rows, features)))

@@ -34,7 +34,8 @@ def test_a_rolled_back_model_never_becomes_champion(own_stack, sample, tmp_path)
 
     stack, target = own_stack, own_stack.env["TARGET_COLUMN"]
     bucket, endpoint = stack.output("DataBucketName"), stack.output("EndpointName")
-    client, name = MlflowClient(stack.output("MlflowTrackingUri")), stack.env["REGISTERED_MODEL_NAME"]
+    uri, name = stack.output("MlflowTrackingUri"), stack.env["REGISTERED_MODEL_NAME"]
+    client = MlflowClient(uri, registry_uri=uri)  # explicit: mlflow's process-wide URIs may be another test's
     stack.client("s3").upload_file(str(sample(tmp_path / "a.csv", 1200, seed=7, target=target)), bucket,
                                    "incoming/a.csv")
     first = stack.wait_for("the first model serving", stack.live_config, timeout=300)

@@ -23,7 +23,7 @@ def test_a_server_logs_runs_and_stop_ends_every_process(tmp_path):
     server.wait_ready()
     processes = [server.process.pid, *_descendants(server.process.pid)]
     assert len(processes) == 2, "mlflow server + uvicorn, and no job-runner/queue consumers (~2 GB unused)"
-    client = MlflowClient(url)
+    client = MlflowClient(url, registry_uri=url)
     experiment = client.create_experiment("e")
     run = client.create_run(experiment, run_name="r")
     client.log_metric(run.info.run_id, "accuracy", 0.75)
@@ -39,7 +39,7 @@ def test_a_server_logs_runs_and_stop_ends_every_process(tmp_path):
     try:
         again.wait_ready()
         # A new stack is a new account: no run of the stack before (its artifacts were in that stack's S3).
-        assert MlflowClient(url).search_experiments(filter_string="name = 'e'") == []
+        assert MlflowClient(url, registry_uri=url).search_experiments(filter_string="name = 'e'") == []
         with pytest.raises(RuntimeError, match="one MLflow app per stack"):
             again.start("arn:aws:sagemaker:us-east-1:123456789012:mlflow-app/app-y", str(tmp_path / "other"))
     finally:

@@ -53,6 +53,7 @@ class TrackRequest:
     package_arn: str | None = None
     model_sha256: str | None = None
     data_fingerprint: str | None = None  # the control plane's fingerprint of the training window (keys + versions)
+    deployed_at: str | None = None  # with `deployed`: when the deploy was verified (ISO 8601 UTC, sortable)
 
     @property
     def registers(self) -> bool:
@@ -93,7 +94,8 @@ def request_from_env(environ: dict[str, str]) -> TrackRequest:
         registered_model=model, phase=phase, training_job=job,
         decision=decision if phase == "trained" else None, reason=value("TRACK_REASON") or "",
         image=value("TRACK_IMAGE"), model_data_url=value("TRACK_MODEL_DATA_URL"),
-        package_arn=value("TRACK_PACKAGE_ARN"), model_sha256=pin, data_fingerprint=value("TRACK_DATA_FINGERPRINT"))
+        package_arn=value("TRACK_PACKAGE_ARN"), model_sha256=pin, data_fingerprint=value("TRACK_DATA_FINGERPRINT"),
+        deployed_at=value("TRACK_DEPLOYED_AT"))
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -206,6 +208,8 @@ def phase_tags(request: TrackRequest) -> tuple[dict[str, str], dict[str, str]]:
             run["gate_reason"] = request.reason[:TAG_LIMIT]
     elif request.phase == "deployed":
         version["deployed"] = "true"
+        if request.deployed_at:
+            version["deployed_at"] = request.deployed_at
     else:
         version["rolled_back"] = request.reason[:TAG_LIMIT] or "true"
     if request.phase != "trained" and request.package_arn:
@@ -306,13 +310,33 @@ def track(request: TrackRequest, model_dir: Path, model_sha256: str | None = Non
         for name, value in version_phase.items():
             client.set_model_version_tag(request.registered_model, version, name, value)
         tags_set["model_version"] = version_phase
-        if request.phase == "deployed":
-            client.set_registered_model_alias(request.registered_model, CHAMPION_ALIAS, version)
+    moved = False
+    if version is not None and request.phase == "deployed":
+        # Two deploys' jobs may finish in either order: the alias goes to the newest verified deploy, not to
+        # whichever job ran last.
+        champion = newest_deployed(_all_versions(client, request.registered_model)) or version
+        client.set_registered_model_alias(request.registered_model, CHAMPION_ALIAS, champion)
+        moved = champion == version
     return {"training_job": request.training_job, "phase": request.phase, "run_id": run_id,
             "experiment_id": experiment_id, "experiment_name": request.experiment,
             "registered_model": request.registered_model, "model_version": version,
-            "alias_moved": request.registers and request.phase == "deployed", "run_logged": logged,
-            "tags_set": tags_set}
+            "alias_moved": moved, "run_logged": logged, "tags_set": tags_set}
+
+
+def newest_deployed(versions: list) -> str | None:
+    """The version whose deploy was verified last (its `deployed_at` tag), or None when none carries one."""
+    dated = [(v.tags.get("deployed_at"), int(v.version)) for v in versions if v.tags.get("deployed_at")]
+    return str(max(dated)[1]) if dated else None
+
+
+def _all_versions(client, name: str) -> list:
+    found, token = [], None
+    while True:
+        page = client.search_model_versions(f"name = '{name}'", max_results=1000, page_token=token)
+        found.extend(page)
+        token = getattr(page, "token", None)
+        if not token:
+            return found
 
 
 def _log_run(client, run_id: str, model_dir: Path, pipeline, metadata: dict, tags: dict[str, str], model):

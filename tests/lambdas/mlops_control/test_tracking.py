@@ -99,6 +99,7 @@ def test_each_decision_starts_one_track_job_with_the_model_and_the_decision(aws,
     assert deployed["Environment"]["TRACK_TRAINING_JOB"] == job
     assert deployed["Environment"]["MODEL_SHA256"] == pinned
     assert deployed["Environment"]["TRACK_DATA_FINGERPRINT"] == fingerprint
+    assert deployed["Environment"]["TRACK_DEPLOYED_AT"] == aws.state("production")["deployed_at"]
 
 
 def test_a_gated_out_model_is_tracked_with_its_reason_and_a_rollback_too(aws, sm):
