@@ -13,7 +13,7 @@ export CDK_DISABLE_VERSION_CHECK := 1
 export JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION := 1
 export JSII_SILENCE_WARNING_UNTESTED_NODE_VERSION := 1
 
-.PHONY: help install test synth deploy destroy demo up down status bench bench-smoke image clean
+.PHONY: help install test synth deploy destroy demo up down status bench bench-smoke image experiment reproduce clean
 
 help:
 	@echo "make demo      run the whole system locally (no AWS account), then stop"
@@ -23,6 +23,8 @@ help:
 	@echo "make deploy    cdk bootstrap + cdk deploy --all into your AWS account (STAGE=dev|prod)"
 	@echo "make status    print the decision ledger (local stack, or AWS with AWS_PROFILE set)"
 	@echo "make bench     run the benchmarks and rewrite bench/RESULTS.md"
+	@echo "make experiment ARGS='--set learning_rate=0.2'   train the production image locally, log it to MLflow"
+	@echo "make reproduce MODEL=<package ARN|version|job>  train a registered model again and compare"
 
 install: $(VENV)/.installed node_modules/.installed
 
@@ -67,6 +69,16 @@ image:
 
 bench: install
 	$(PY) -m bench $(ARGS)
+
+# The data scientist's workbench (docs/experimenting.md): the production image through the SageMaker SDK's
+# ModelTrainer in local-container mode, against the embedded stack (.local/outputs.json) or a deployed one
+# (cdk-outputs.json). MLOPS_IMAGE names the image; the ones the stack trains with are built by `make image`.
+experiment: install
+	$(PY) -m workbench train $(ARGS)
+
+reproduce: install
+	@test -n "$(MODEL)" || { echo "make reproduce MODEL=<model package ARN | package version | training job>"; exit 2; }
+	$(PY) -m workbench reproduce $(MODEL) $(ARGS)
 
 bench-smoke: install
 	$(PY) -m bench --smoke $(ARGS)

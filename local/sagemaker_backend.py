@@ -78,6 +78,25 @@ class LocalSageMakerBackend(MotoUrls, SageMakerModelBackend):
         self.job_work = jobs
         self.endpoints_work = endpoints
 
+    # -- model packages -------------------------------------------------------------------------
+    def update_model_package(self, model_package_arn: str, model_approval_status: str | None,
+                             approval_description: str | None, customer_metadata_properties: dict[str, str] | None,
+                             customer_metadata_properties_to_remove: list[str],
+                             additional_inference_specifications_to_add: list[Any] | None) -> str:
+        """SageMaker adds the CustomerMetadataProperties a call names to the package's and keeps what the call
+        leaves out (approval included); moto replaces the whole map, so an update (the `track` result's mlflow_*)
+        would erase training_job, which the stack's provisioner reads."""
+        package = self.model_packages.get(self.model_package_name_mapping.get(model_package_arn, model_package_arn))
+        if package is not None:
+            customer_metadata_properties = {**(package.customer_metadata_properties or {}),
+                                            **(customer_metadata_properties or {})}
+            model_approval_status = model_approval_status or package.model_approval_status
+            if approval_description is None:
+                approval_description = package.approval_description
+        return super().update_model_package(model_package_arn, model_approval_status, approval_description,
+                                            customer_metadata_properties, customer_metadata_properties_to_remove,
+                                            additional_inference_specifications_to_add)
+
     # -- jobs ---------------------------------------------------------------------------------
     def create_training_job(self, training_job_name: str, *args: Any, **kwargs: Any) -> FakeTrainingJob:
         if training_job_name in self.training_jobs:

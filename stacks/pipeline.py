@@ -288,8 +288,12 @@ class PipelineStack(Stack):
         CfnOutput(self, "TrainingRoleArn", value=self.training_role.role_arn)
         CfnOutput(self, "ProcessingRoleArn", value=self.processing_role.role_arn)
         CfnOutput(self, "ModelRoleArn", value=self.model_role.role_arn)
+        CfnOutput(self, "ModelPackageGroupName", value=names.model_package_group,
+                  description="The gate-approved models (the control plane creates the group with the first one)")
         if self.tracking_role:
             CfnOutput(self, "TrackingRoleArn", value=self.tracking_role.role_arn)
+            CfnOutput(self, "MlflowExperimentName", value=names.mlflow_experiment)
+            CfnOutput(self, "MlflowRegisteredModelName", value=names.registered_model)
 
 
 class EventRouting(Construct):

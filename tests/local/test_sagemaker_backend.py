@@ -119,3 +119,17 @@ def test_installed_per_stack_not_patched_per_process(moto):
         app_specification={"ImageUri": "img"}, experiment_config=None, network_config=None, processing_inputs=[],
         processing_job_name="j", processing_output_config=None, role_arn=ROLE, tags=[], stopping_condition=None)
     assert job.processing_job_status == "Completed"
+
+
+def test_updating_a_model_package_adds_metadata_and_keeps_the_rest_as_sagemaker_does(sm):
+    sm.create_model_package_group(ModelPackageGroupName="merge-group")
+    arn = sm.create_model_package(
+        ModelPackageGroupName="merge-group", ModelApprovalStatus="Approved",
+        InferenceSpecification={"Containers": [{"Image": "img", "ModelDataUrl": "s3://b/k/model.tar.gz"}],
+                                "SupportedContentTypes": ["text/csv"], "SupportedResponseMIMETypes": ["text/csv"]},
+        CustomerMetadataProperties={"training_job": "job-1", "model_sha256": "abc"})["ModelPackageArn"]
+    sm.update_model_package(ModelPackageArn=arn, CustomerMetadataProperties={"mlflow_run_id": "r1", "model_sha256": "def"})
+    sm.update_model_package(ModelPackageArn=arn, CustomerMetadataPropertiesToRemove=["mlflow_run_id"])
+    described = sm.describe_model_package(ModelPackageName=arn)
+    assert described["CustomerMetadataProperties"] == {"training_job": "job-1", "model_sha256": "def"}
+    assert described["ModelApprovalStatus"] == "Approved"

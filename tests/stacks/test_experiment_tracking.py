@@ -115,6 +115,17 @@ def test_functions_get_the_tracking_environment(synth):
         assert env["TRACKING_EXPERIMENT"] == p and env["REGISTERED_MODEL_NAME"] == f"{p}-model", name
 
 
+def test_the_outputs_the_workbench_reads_name_what_the_control_plane_uses(synth):
+    """workbench/ (make experiment, make reproduce) finds the package group, the experiment and the registered model
+    in the stack outputs: the very names the functions work with."""
+    outputs = synth.templates["Pipeline"]["Outputs"]
+    for name, (_, _, res) in ours(synth).items():
+        env = res["Properties"]["Environment"]["Variables"]
+        assert outputs["ModelPackageGroupName"]["Value"] == env["MODEL_PACKAGE_GROUP"], name
+        assert outputs["MlflowExperimentName"]["Value"] == env["TRACKING_EXPERIMENT"], name
+        assert outputs["MlflowRegisteredModelName"]["Value"] == env["REGISTERED_MODEL_NAME"], name
+
+
 def statements_for(synth, function: str, action: str) -> list[dict]:
     return [s for s in function_statements(synth, f"{synth.config.prefix}-{function}")
             if action in as_list(s["Action"])]
@@ -159,7 +170,7 @@ def test_without_tracking_there_is_no_app_no_role_and_no_track_job(dev_no_tracki
     processing = rules(synth)[f"{p}-processing-jobs"]["EventPattern"]["detail"]["ProcessingJobName"]
     assert processing == [{"prefix": f"{p}-{k}-"} for k in ("val", "mon", "gt")]
     assert not {"MlflowAppArn", "MlflowUiUrlCommand"} & set(synth.templates["Storage"]["Outputs"])
-    assert "TrackingRoleArn" not in synth.templates["Pipeline"]["Outputs"]
+    assert not {"TrackingRoleArn", "MlflowExperimentName"} & set(synth.templates["Pipeline"]["Outputs"])
 
 
 def test_without_tracking_the_stacks_pass_cdk_nag_and_cfn_lint(dev_no_tracking):

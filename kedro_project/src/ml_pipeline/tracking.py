@@ -24,6 +24,9 @@ from ml_pipeline.errors import ConfigError, DataError
 
 PHASES = ("trained", "deployed", "rolled_back")
 DECISIONS = ("gate_passed", "gated_out")
+# A data scientist's run of the production image outside the loop (workbench/): a run next to production's, never a
+# model version (versions are what the gate let through).
+EXPERIMENT = "experiment"
 CHAMPION_ALIAS = "champion"
 RUN_KEY = "training_job"  # the tag that finds a training job's run (and tags its model version)
 MODEL_NAME = "model"
@@ -57,8 +60,8 @@ class TrackRequest:
 
     @property
     def registers(self) -> bool:
-        """A gated-out model gets no version; every other phase needs one."""
-        return not (self.phase == "trained" and self.decision == "gated_out")
+        """A gated-out model or an experiment gets no version; every other phase needs one."""
+        return not (self.phase == "trained" and self.decision in ("gated_out", EXPERIMENT))
 
 
 def request_from_env(environ: dict[str, str]) -> TrackRequest:
@@ -260,7 +263,8 @@ def metric_timestamp(metadata: dict) -> int:
 def _description(metadata: dict, request: TrackRequest, files: int) -> str:
     task, target = metadata.get("task"), metadata.get("target")
     data = f", trained on {files} file(s)" if files else ""
-    return (f"SageMaker training job `{request.training_job}`: a {task} model of `{target}` with "
+    what = "Experiment" if request.decision == EXPERIMENT else "SageMaker training job"
+    return (f"{what} `{request.training_job}`: a {task} model of `{target}` with "
             f"{len(metadata.get('features') or [])} features{data}.")
 
 
