@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import logging
 import subprocess
 import sys
@@ -145,6 +146,8 @@ def run_demo(settings: Settings, rows: int = 1000, timeout: float = 240.0) -> in
 
         report = _extract_report(stack, served, work)
         print(f"4. training report: {report}")
+        for line in _responsible_summary(work / "model" / "metadata.json"):
+            print(f"   {line}")
         tracking_uri = stack.tracking.url
         if tracking_uri:
             print(f"5. MLflow: {_tracked_run(tracking_uri, env, served)}", flush=True)
@@ -196,6 +199,24 @@ def _extract_report(stack: EmbeddedStack, config: str, work: Path) -> str:
         tar.extractall(out, filter="data")
     index = out / "report" / "index.html"
     return f"{index} (from {uri})" if index.exists() else f"inside {uri} (report/index.html missing)"
+
+
+def _responsible_summary(metadata_file: Path) -> list[str]:
+    """What the report says about bias and explanations, in two lines."""
+    if not metadata_file.is_file():
+        return []
+    metadata = json.loads(metadata_file.read_text())
+    lines = []
+    facets = (metadata.get("bias") or {}).get("facets") or []
+    if facets:
+        values = [f"{f['label']}: DI {f['post_training']['DI']:.2f}, DPL {f['pre_training']['DPL']:+.3f}"
+                  for f in facets if isinstance((f.get("post_training") or {}).get("DI"), (int, float))
+                  and isinstance((f.get("pre_training") or {}).get("DPL"), (int, float))]
+        lines.append("bias (Clarify's metrics; DI 1 and DPL 0 are parity): " + ("; ".join(values) or "not computed"))
+    ranking = (metadata.get("explainability") or {}).get("global") or []
+    if ranking:
+        lines.append("largest mean |SHAP|: " + ", ".join(f"{r['column']} {r['mean_abs_shap']:.2f}" for r in ranking[:4]))
+    return lines
 
 
 def _print_ledger(stack: EmbeddedStack) -> None:

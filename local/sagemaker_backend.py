@@ -207,7 +207,26 @@ class LocalSageMakerBackend(MotoUrls, SageMakerModelBackend):
 
 
 class LocalSageMakerResponse(SageMakerResponse):
-    """moto's SageMaker responses plus ``UpdateEndpoint``, ``StopTrainingJob`` and processing ``Environment``."""
+    """moto's SageMaker responses plus ``UpdateEndpoint``, ``StopTrainingJob``, processing ``Environment`` and a
+    model package's ``ModelCard``."""
+
+    def create_model_package(self) -> ActionResult:
+        result = super().create_model_package()
+        card = self._get_param("ModelCard")
+        if card is not None:  # moto drops it; SageMaker keeps it and describes it
+            arn = result.result["ModelPackageArn"]  # type: ignore[index]
+            package = self.sagemaker_backend.model_packages.get(
+                self.sagemaker_backend.model_package_name_mapping.get(arn, arn))
+            if package is not None:
+                package.model_card = copy.deepcopy(card)
+        return result
+
+    def describe_model_package(self) -> ActionResult:
+        package = self.sagemaker_backend.describe_model_package(model_package_name=self._get_param("ModelPackageName"))
+        described = package.gen_response_object()
+        if getattr(package, "model_card", None) is not None:
+            described["ModelCard"] = package.model_card
+        return ActionResult(described)
 
     def create_processing_job(self) -> ActionResult:
         job = self.sagemaker_backend.create_processing_job(

@@ -37,7 +37,17 @@ LOG_RETENTION_DAYS = tuple(LOG_RETENTION_PERIODS)
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION_METRICS = ("r2", "rmse", "mae")
 # Keys the training Lambda sets itself from other config keys; overriding them here would fork the truth.
-RESERVED_HYPERPARAMETERS = ("target_column", "task")
+RESERVED_HYPERPARAMETERS = ("target_column", "task", "responsible_ml")
+# SageMaker Clarify's bias metrics (names and definitions: docs/ml.md), which the image computes per facet: on the
+# training data before training, on the test split's predictions after. A contract test checks these against the
+# image's (ml_pipeline.bias).
+PRE_TRAINING_BIAS_METRICS = ("CI", "DPL", "KL", "JS", "LP", "TVD", "KS", "CDDL")
+POST_TRAINING_BIAS_METRICS = ("DPPL", "DI", "DCAcc", "DCR", "RD", "SD", "DAR", "DRR", "AD", "TE", "CDDPL")
+RESPONSIBLE_ML_KEYS = ("facets", "positive_label", "label_threshold", "group_column", "intended_use")
+HYPERPARAMETER_VALUE_LIMIT = 2500  # SageMaker's limit on one hyperparameter value
+# responsible_ml travels in every function's environment (Lambda allows 4 KB for all variables together; the others
+# take about 2.5 KB) and then as one hyperparameter.
+RESPONSIBLE_ML_LIMIT = 1024
 MAX_PREFIX_LENGTH = 24  # keeps P-artifacts-<account>-<region> within S3's 63 characters
 # Blue/green rollback timing (checked at synth so an alarm can always fire before the old fleet is gone).
 # SageMaker publishes endpoint metrics (Invocation5XXErrors, ModelLatency) once a minute, so an alarm period
@@ -116,6 +126,11 @@ class StageConfig:
     base_image: str
     # experiment tracking: every training run logged to SageMaker's managed MLflow (an MLflow App)
     mlflow_tracking: bool
+    # responsible ML: the facets (sensitive groups) whose bias every model is measured on, the favourable outcome,
+    # the model card's intended use ({"facets": [{"column", "values" | "threshold"}], "positive_label",
+    # "label_threshold", "group_column", "intended_use"}); and the fairness gate ({metric: [min, max]}, {}: off)
+    responsible_ml: Mapping[str, Any]
+    fairness_gate: Mapping[str, Any]
 
     @property
     def prefix(self) -> str:
@@ -192,7 +207,7 @@ def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules re
               f"{key!r}: keys and values must be strings (SageMaker hyperparameters are strings)")
         check("training_hyperparameters", key not in RESERVED_HYPERPARAMETERS,
               f"{key!r} is set from its own config key; remove it here")
-        check("training_hyperparameters", 0 < len(key) <= 256 and len(value) <= 2500,
+        check("training_hyperparameters", 0 < len(key) <= 256 and len(value) <= HYPERPARAMETER_VALUE_LIMIT,
               f"{key!r}: SageMaker allows keys up to 256 and values up to 2500 characters")
     check("gate_classification_metric", c.gate_classification_metric in CLASSIFICATION_METRICS,
           f"{c.gate_classification_metric!r} must be one of {', '.join(CLASSIFICATION_METRICS)}")
@@ -266,6 +281,51 @@ def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules re
           f"{c.log_retention_days} is not a CloudWatch Logs retention; use one of {LOG_RETENTION_DAYS}")
     check("base_image", bool(re.fullmatch(r"[a-z0-9./_:@-]+", c.base_image)) and c.base_image != "",
           f"{c.base_image!r} is not an image reference")
+    _validate_responsible_ml(c, check)
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _validate_responsible_ml(c: StageConfig, check: typing.Callable[[str, bool, str], None]) -> None:
+    ml = c.responsible_ml
+    unknown = sorted(set(ml) - set(RESPONSIBLE_ML_KEYS))
+    check("responsible_ml", not unknown, f"unknown key(s) {unknown}; known: {', '.join(RESPONSIBLE_ML_KEYS)}")
+    facets = ml.get("facets", [])
+    check("responsible_ml", isinstance(facets, list), "facets must be a list")
+    for facet in facets:
+        check("responsible_ml", isinstance(facet, dict) and set(facet) in ({"column", "values"}, {"column", "threshold"}),
+              f"facet {facet!r} must be {{'column': ..., 'values': [...]}} or {{'column': ..., 'threshold': number}}")
+        check("responsible_ml", isinstance(facet["column"], str) and facet["column"].strip() == facet["column"] != "",
+              f"facet column {facet['column']!r} must be a column name")
+        check("responsible_ml", facet["column"] != c.target_column,
+              f"facet column {facet['column']!r} is the target column")
+        if "values" in facet:
+            values = facet["values"]
+            check("responsible_ml", isinstance(values, list) and len(values) > 0
+                  and all(isinstance(v, str) or _number(v) for v in values),
+                  f"facet {facet['column']!r}: values must be a non-empty list of strings or numbers")
+        else:
+            check("responsible_ml", _number(facet["threshold"]),
+                  f"facet {facet['column']!r}: threshold must be a number (values above it form the facet)")
+    check("responsible_ml", len({f["column"] for f in facets}) == len(facets), "each facet column at most once")
+    for key, kind in (("positive_label", str), ("group_column", str), ("intended_use", str)):
+        check("responsible_ml", key not in ml or isinstance(ml[key], kind), f"{key} must be a string")
+    check("responsible_ml", "label_threshold" not in ml or _number(ml["label_threshold"]),
+          "label_threshold must be a number")
+    check("responsible_ml", not ("label_threshold" in ml and "positive_label" in ml),
+          "positive_label (classification) and label_threshold (regression) exclude each other")
+    check("responsible_ml", len(json.dumps(dict(ml), sort_keys=True)) <= RESPONSIBLE_ML_LIMIT,
+          f"is longer than {RESPONSIBLE_ML_LIMIT} characters as JSON (it travels in the functions' environment, "
+          "which Lambda limits to 4 KB in all, and as one SageMaker hyperparameter)")
+    known = PRE_TRAINING_BIAS_METRICS + POST_TRAINING_BIAS_METRICS
+    for metric, bounds in c.fairness_gate.items():
+        check("fairness_gate", metric in known, f"{metric!r} is not a bias metric; known: {', '.join(known)}")
+        check("fairness_gate", isinstance(bounds, list) and len(bounds) == 2 and all(_number(b) for b in bounds)
+              and bounds[0] <= bounds[1], f"{metric}: expected [min, max] with min <= max, got {bounds!r}")
+    check("fairness_gate", not c.fairness_gate or bool(facets),
+          "a fairness gate needs facets to judge: set responsible_ml.facets")
 
 
 CONFIG_KEYS = tuple(f.name for f in fields(StageConfig) if f.name != "stage")

@@ -111,6 +111,8 @@ def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str
         "TRACKING_ROLE_ARN": sagemaker_roles.tracking,
         "TRACKING_EXPERIMENT": names.mlflow_experiment,
         "REGISTERED_MODEL_NAME": names.registered_model,
+        "RESPONSIBLE_ML": json.dumps(dict(config.responsible_ml), sort_keys=True) if config.responsible_ml else "",
+        "FAIRNESS_GATE": json.dumps(dict(config.fairness_gate), sort_keys=True),
     }
 
 

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import Any
 
-from . import clients, gate, jobs, keys, model_digest, tracking
+from . import clients, gate, jobs, keys, model_digest, responsible, tracking
 from .ledger import Ledger, now_iso
 from .notify import announce
 from .settings import Settings
@@ -126,6 +126,15 @@ def register_package(settings: Settings, training: dict, metrics: dict[str, floa
     customer.update({f"test_{k}": f"{v:.6g}" for k, v in metrics.items()})
     customer.update({"model_sha256": pinned.digest, "model_version": str(pinned.version_id or "")[:256],
                      "fingerprint": str(lineage.get("fingerprint") or "")})
+    report_uris = {}
+    for name, report in responsible.reports(pinned.metadata).items():
+        key = f"models/{job}/{name}.json"
+        clients.get("s3").put_object(Bucket=settings.artifacts_bucket, Key=key, ContentType="application/json",
+                                     Body=json.dumps(report, indent=1, default=str).encode(),
+                                     ServerSideEncryption="aws:kms", SSEKMSKeyId=settings.kms_key_arn)
+        report_uris[name] = f"s3://{settings.artifacts_bucket}/{key}"
+    card = responsible.package_model_card((pinned.metadata or {}).get("model_card"), lineage["model_data_url"])
+    extra = {"ModelCard": card} if card else {}
     response = _sm().create_model_package(
         ModelPackageGroupName=settings.model_package_group,
         ModelPackageDescription=f"{job}: {reason}"[:1024],
@@ -137,9 +146,11 @@ def register_package(settings: Settings, training: dict, metrics: dict[str, floa
         },
         ModelApprovalStatus="Approved",
         ModelMetrics={"ModelQuality": {"Statistics": {
-            "ContentType": "application/json", "S3Uri": f"s3://{settings.artifacts_bucket}/{lineage_key}"}}},
+            "ContentType": "application/json", "S3Uri": f"s3://{settings.artifacts_bucket}/{lineage_key}"}},
+            **responsible.model_metrics(report_uris)},
         CustomerMetadataProperties=customer,
         ClientToken=jobs.identity_hash("package", job),
+        **extra,
     )
     return response["ModelPackageArn"]
 
@@ -281,10 +292,22 @@ def deploy_training_job(settings: Settings, ledger: Ledger, job: str, *, trainin
         announce(settings, ledger, f"Model not deployed: {job}", f"The model from {job} did not pass the quality gate: "
                  f"{result.reason}. The production model keeps serving.", details)
         return {"status": "gated_out", "reason": result.reason}
-    ledger.record(subject, "gate_passed", result.reason, job=job, details=details)
-    _track(settings, ledger, "trained", job, model_data_url, decision="gate_passed", reason=result.reason,
+    fairness = gate.evaluate_fairness(settings.fairness_gate, (pinned.metadata or {}).get("bias"))
+    reason = result.reason
+    if settings.fairness_gate:
+        details["fairness"] = list(fairness.checks)
+        reason = f"{result.reason}; {fairness.reason}"
+    if not fairness.passed:
+        ledger.record(subject, "gated_out", reason, job=job, details=details)
+        _track(settings, ledger, "trained", job, model_data_url, decision="gated_out", reason=reason,
+               model_sha256=pinned.digest)
+        announce(settings, ledger, f"Model not deployed: {job}", f"The model from {job} did not pass the fairness "
+                 f"gate: {fairness.reason}. The production model keeps serving.", details)
+        return {"status": "gated_out", "reason": reason}
+    ledger.record(subject, "gate_passed", reason, job=job, details=details)
+    _track(settings, ledger, "trained", job, model_data_url, decision="gate_passed", reason=reason,
            model_sha256=pinned.digest)
-    return deploy_model(settings, ledger, job, model_data_url, metrics, result.task, reason=result.reason,
+    return deploy_model(settings, ledger, job, model_data_url, metrics, result.task, reason=reason,
                         training=training, pinned=pinned)
 
 

@@ -108,3 +108,40 @@ def _paired(gate: QualityGate, metric: str, comparison: Mapping, min_new_rows: i
     if not _better_or_equal(metric, challenger, floor):
         return False, f", but it is worse than the production model beyond the tolerance {gate.tolerance:g}: {versus}", paired
     return True, f" and is within {gate.tolerance:g} of or better than the production model: {versus}", paired
+
+
+@dataclass(frozen=True)
+class FairnessResult:
+    passed: bool
+    reason: str
+    # One line per facet and gated metric: {"facet", "metric", "value", "min", "max", "passed"}.
+    checks: tuple[dict, ...] = ()
+
+
+def evaluate_fairness(rules: Mapping[str, tuple[float, float]], bias: Mapping | None) -> FairnessResult:
+    """The fairness gate: every gated bias metric of every facet within its [min, max]. A metric the model's
+    bias report lacks or could not compute (no rows of a facet in the test split, one class only) fails: a gate
+    that cannot look does not let a model through."""
+    if not rules:
+        return FairnessResult(True, "no fairness gate")
+    facets = (bias or {}).get("facets") or []
+    if not (bias or {}).get("configured") or not facets:
+        why = (bias or {}).get("reason") or "the model has no bias report (an image without it, or no facets)"
+        return FairnessResult(False, f"fairness gate: nothing to judge: {why}")
+    checks, failures = [], []
+    for facet in facets:
+        label = facet.get("label") or facet.get("column")
+        measured = {**(facet.get("pre_training") or {}), **(facet.get("post_training") or {})}
+        for metric, (low, high) in sorted(rules.items()):
+            value = _number(measured.get(metric))
+            passed = value is not None and low <= value <= high
+            checks.append({"facet": label, "metric": metric, "value": value, "min": low, "max": high, "passed": passed})
+            if value is None:
+                failures.append(f"{metric} of {label} could not be computed"
+                                + (f" ({facet['reason']})" if facet.get("reason") else ""))
+            elif not passed:
+                failures.append(f"{metric}={value:.4g} for {label} is outside [{low:g}, {high:g}]")
+    if failures:
+        return FairnessResult(False, "fairness gate: " + "; ".join(failures), tuple(checks))
+    within = ", ".join(f"{c['metric']}={c['value']:.4g} ({c['facet']})" for c in checks)
+    return FairnessResult(True, f"fairness gate: within range: {within}", tuple(checks))

@@ -202,6 +202,8 @@ def training_request(settings: Settings, name: str, snapshot: "Snapshot", champi
         "tuning_iterations": "0", "cv_folds": "5", "seed": "42",
         **settings.training_hyperparameters,
     }
+    if settings.responsible_ml:
+        hyperparameters["responsible_ml"] = settings.responsible_ml  # the facets whose bias the image measures
     inputs = snapshot.inputs
     if inputs:
         # Lineage for the model's metadata.json (the container hashes the files it reads either way); only

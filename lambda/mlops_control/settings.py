@@ -92,6 +92,10 @@ class Settings:
     tracking_role_arn: str = ""
     tracking_experiment: str = ""
     registered_model_name: str = ""
+    # Responsible ML: the facets' JSON as the training job's hyperparameter `responsible_ml` ("" = none), and the
+    # fairness gate {bias metric: (min, max)} ({} = off).
+    responsible_ml: str = ""
+    fairness_gate: Mapping[str, tuple[float, float]] = field(default_factory=dict)
 
     # Prefixes the system itself writes in the data bucket: an event for them must never start anything.
     incoming_prefix: str = "incoming/"
@@ -167,6 +171,8 @@ class Settings:
             tracking_role_arn=env.get("TRACKING_ROLE_ARN", ""),
             tracking_experiment=env.get("TRACKING_EXPERIMENT", "") or env["NAME_PREFIX"],
             registered_model_name=env.get("REGISTERED_MODEL_NAME", "") or f"{env['NAME_PREFIX']}-model",
+            responsible_ml=env.get("RESPONSIBLE_ML", ""),
+            fairness_gate=parse_fairness_gate(_json(env, "FAIRNESS_GATE", {})),
         )
         if settings.tracking_uri and not settings.tracking_role_arn:
             raise ConfigError("TRACKING_URI is set but TRACKING_ROLE_ARN is not: the track job needs its role")
@@ -180,6 +186,19 @@ _DEFAULT_GATE = {
     "regression": {"metric": "r2", "threshold": 0.3},
     "tolerance": 0.01,
 }
+
+
+def parse_fairness_gate(raw: object) -> dict[str, tuple[float, float]]:
+    """{metric: [min, max]} (validated at synth: stacks/config.py) as {metric: (min, max)}."""
+    if not isinstance(raw, dict):
+        raise ConfigError("FAIRNESS_GATE must be a JSON object")
+    try:
+        gate = {str(metric): (float(bounds[0]), float(bounds[1])) for metric, bounds in raw.items()}
+    except (TypeError, ValueError, IndexError, KeyError) as exc:
+        raise ConfigError(f"FAIRNESS_GATE is malformed: {exc!r}") from exc
+    if any(low > high for low, high in gate.values()):
+        raise ConfigError("FAIRNESS_GATE: every range must be [min, max] with min <= max")
+    return gate
 
 
 def parse_quality_gate(raw: object) -> QualityGate:

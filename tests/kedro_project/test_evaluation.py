@@ -3,10 +3,30 @@ from __future__ import annotations
 import json
 import re
 
+import pytest
+
 from ml_pipeline.jsonutil import to_jsonable
 from ml_pipeline.pipelines.evaluation import nodes
 
-EVALUATION = {"importance_max_rows": 200, "importance_repeats": 2, "plot_max_rows": 500, "seed": 1}
+EVALUATION = {"importance_max_rows": 200, "importance_repeats": 2, "plot_max_rows": 500, "seed": 1,
+              "shap_max_rows": 50, "local_rows": 2}
+RESPONSIBLE_ML = {"facets": [{"column": "region", "values": ["north"]}, {"column": "customer_age", "threshold": 40}],
+                  "group_column": "plan", "intended_use": "Rank customers for retention calls."}
+LINEAGE = {"inputs": [{"uri": "s3://data/validated/churn.csv", "version": "v1"}], "training_job": "job-1",
+           "image": None, "hyperparameters": {}, "files": [{"file": "churn.csv", "bytes": 1, "sha256": "ab"}]}
+
+
+@pytest.fixture(scope="module")
+def responsible(fitted, processed):
+    """bias, explainability and model card of the fitted model, as the pipeline computes them."""
+    model, summary = fitted
+    schema = processed["schema"]
+    metrics = nodes.evaluate_model(model, processed["test"], processed["validation"], schema)
+    bias = nodes.compute_bias(model, processed["train"], processed["test"], schema, RESPONSIBLE_ML)
+    explanations = nodes.explain_model(model, processed["test"], schema, EVALUATION)
+    card = nodes.build_model_card(schema, metrics, summary, LINEAGE, bias, explanations, RESPONSIBLE_ML,
+                                  processed["test"])
+    return {"metrics": metrics, "bias": bias, "explainability": explanations, "model_card": card}
 
 
 def test_metrics_on_test_and_validation(fitted, processed):
@@ -24,16 +44,49 @@ def test_permutation_importance_ranks_real_signal_above_noise(fitted, processed)
     assert min(ranking.index("contract"), ranking.index("tenure_months")) < ranking.index("region")
 
 
-def test_report_has_every_section_with_embedded_pngs(fitted, processed):
+def test_report_has_every_section_with_embedded_pngs(fitted, processed, responsible):
     model, summary = fitted
-    metrics = nodes.evaluate_model(model, processed["test"], processed["validation"], processed["schema"])
     importance = nodes.compute_importance(model, processed["validation"], processed["schema"], EVALUATION)
     html = nodes.build_evaluation_report(model, processed["model_input"], processed["test"], processed["schema"],
-                                         metrics, importance, summary, EVALUATION)
+                                         responsible["metrics"], importance, summary, EVALUATION, None,
+                                         responsible["bias"], responsible["explainability"], responsible["model_card"])
     for section in ("Metrics", "Summary statistics", "Distributions", "Two most important features",
-                    "Confusion matrix", "ROC curve", "Permutation importance"):
+                    "Confusion matrix", "ROC curve", "Permutation importance", "<h2>Bias</h2>",
+                    "<h3>region in {north}</h3>", "<h3>customer_age &gt; 40</h3>", "Explainability (SHAP)",
+                    "Row 1: prediction", "<h2>Model card</h2>", RESPONSIBLE_ML["intended_use"]):
         assert section in html, section
-    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', html)) >= 5
+    # the five before, a bias plot and the mean |SHAP| bar chart
+    assert len(re.findall(r'src="data:image/png;base64,[A-Za-z0-9+/=]{200,}"', html)) >= 7
+
+
+def test_report_without_facets_says_so(fitted, processed, responsible):
+    model, summary = fitted
+    unconfigured = nodes.compute_bias(model, processed["train"], processed["test"], processed["schema"], None)
+    html = nodes.build_evaluation_report(model, processed["model_input"], processed["test"], processed["schema"],
+                                         responsible["metrics"], [], summary, EVALUATION, None, unconfigured,
+                                         responsible["explainability"], responsible["model_card"])
+    assert "<h2>Bias</h2><p>no facets configured (responsible_ml.facets).</p>" in html
+
+
+def test_metadata_carries_bias_explainability_and_the_model_card(fitted, processed, responsible):
+    model, summary = fitted
+    metadata = nodes.assemble_metadata(processed["schema"], responsible["metrics"], processed["profile"],
+                                       processed["suite"], [], summary, LINEAGE, None, responsible["bias"],
+                                       responsible["explainability"], responsible["model_card"])
+    text = json.dumps(metadata, allow_nan=False)
+    document = json.loads(text)
+    bias, explanations = document["bias"], document["explainability"]
+    assert bias["configured"] is True and bias["positive_label"] == "yes" and bias["group_column"] == "plan"
+    assert [f["label"] for f in bias["facets"]] == ["region in {north}", "customer_age > 40"]
+    for facet in bias["facets"]:
+        assert set(facet) >= {"column", "label", "pre_training", "post_training", "n_d", "n_a", "reason"}
+        assert all(isinstance(v, float) for v in {**facet["pre_training"], **facet["post_training"]}.values())
+    assert explanations["global"][0]["mean_abs_shap"] >= explanations["global"][-1]["mean_abs_shap"]
+    assert len(explanations["local"]) == 2 and explanations["library"].startswith("shap ")
+    assert set(document["model_card"]) == {"model_overview", "intended_uses", "training_details",
+                                           "evaluation_details", "additional_information"}
+    # the control plane writes each of the three to S3 and passes them on: they stay small
+    assert all(len(json.dumps(document[key])) < 20_000 for key in ("bias", "explainability", "model_card"))
 
 
 def test_metadata_follows_the_contract(production_metadata):
@@ -44,3 +97,25 @@ def test_metadata_follows_the_contract(production_metadata):
     assert document["format_version"] == 1 and document["target"] == "churn"
     assert {"name": "contract", "kind": "categorical", "dtype": "object"} in document["features"]
     assert set(document["lineage"]) >= {"inputs", "training_job", "image", "hyperparameters"}
+
+
+def test_the_evaluation_pipeline_reads_responsible_ml_from_its_parameters(fitted, processed):
+    """Kedro's runner with the project's parameters and `responsible_ml` as the train entrypoint passes it."""
+    from kedro.framework.project import configure_project, find_pipelines
+
+    from pipeline_support import catalog_with, project_parameters, run
+
+    configure_project("ml_pipeline")
+    evaluation = find_pipelines(raise_errors=True)["evaluation"]
+    parameters = {**project_parameters(), "responsible_ml": RESPONSIBLE_ML, "lineage": LINEAGE}
+    parameters["evaluation"].update(shap_max_rows=50, importance_max_rows=100)
+    model, summary = fitted
+    catalog = run(evaluation, catalog_with(
+        parameters, model=model, train_set=processed["train"], test_set=processed["test"],
+        validation_set=processed["validation"], model_input=processed["model_input"], data_schema=processed["schema"],
+        training_summary=summary, reference_profile=processed["profile"], expectation_suite=processed["suite"],
+        champion_model=None, test_sources=processed["test"]["churn"].rename("source").iloc[:0]))
+    metadata = json.loads(json.dumps(catalog.load("model_metadata"), allow_nan=False))
+    assert [f["label"] for f in metadata["bias"]["facets"]] == ["region in {north}", "customer_age > 40"]
+    assert metadata["model_card"]["intended_uses"]["intended_uses"] == RESPONSIBLE_ML["intended_use"]
+    assert metadata["explainability"]["rows"] == 50 and "<h2>Bias</h2>" in catalog.load("evaluation_report")

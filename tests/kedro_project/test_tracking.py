@@ -3,6 +3,8 @@ numbers) and how `track` keeps one run and at most one model version per trainin
 
 from __future__ import annotations
 
+import re
+
 import copy
 import io
 import json
@@ -121,6 +123,17 @@ def test_metrics_are_metadata_numbers_under_split_and_role_prefixes(metadata):
                      "fit_seconds": metadata["training"]["fit_seconds"]})
     assert logged == pytest.approx(expected, rel=0, abs=0)
     assert logged["test_roc_auc"] != logged["champion_roc_auc"]  # the two models really were scored apart
+
+
+def test_bias_metrics_are_logged_per_facet_under_names_mlflow_accepts():
+    bias = {"configured": True, "facets": [
+        {"column": "region", "values": ["south", "north/east"], "pre_training": {"CI": 0.5, "DPL": 0.2},
+         "post_training": {"DI": 0.6, "TE": None}},
+        {"column": "customer age", "threshold": 60, "pre_training": {"CI": -0.1}, "post_training": {}}]}
+    logged = tracking.run_metrics({"task": "classification", "bias": bias})
+    assert logged == {"bias_region_south-north_east_CI": 0.5, "bias_region_south-north_east_DPL": 0.2,
+                      "bias_region_south-north_east_DI": 0.6, "bias_customer_age_gt60_CI": -0.1}
+    assert all(re.fullmatch(r"[A-Za-z0-9_.\- /]+", name) for name in logged)  # MLflow's metric-name characters
 
 
 def test_metrics_of_a_first_model_and_of_regression(metadata):

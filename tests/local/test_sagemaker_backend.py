@@ -133,3 +133,13 @@ def test_updating_a_model_package_adds_metadata_and_keeps_the_rest_as_sagemaker_
     described = sm.describe_model_package(ModelPackageName=arn)
     assert described["CustomerMetadataProperties"] == {"training_job": "job-1", "model_sha256": "def"}
     assert described["ModelApprovalStatus"] == "Approved"
+
+
+def test_a_model_packages_model_card_is_kept_and_described_as_sagemaker_does(sm):
+    sm.create_model_package_group(ModelPackageGroupName="card-group")
+    card = {"ModelCardContent": '{"intended_uses": {"intended_uses": "tests"}}', "ModelCardStatus": "PendingReview"}
+    arn = sm.create_model_package(
+        ModelPackageGroupName="card-group", ModelApprovalStatus="Approved", ModelCard=card,
+        InferenceSpecification={"Containers": [{"Image": "img"}], "SupportedContentTypes": ["text/csv"],
+                                "SupportedResponseMIMETypes": ["text/csv"]})["ModelPackageArn"]
+    assert sm.describe_model_package(ModelPackageName=arn)["ModelCard"] == card

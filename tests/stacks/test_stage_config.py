@@ -66,6 +66,15 @@ def test_mlflow_tracking_is_on_by_default_and_can_be_switched_off():
     assert err.value.key == "mlflow_tracking"
 
 
+def test_a_fairness_gate_needs_facets_and_the_default_measures_the_sample_datas():
+    config = load_config(context(stage="dev", fairness_gate='{"DI": [0.8, 1.25]}'))
+    assert config.fairness_gate == {"DI": [0.8, 1.25]}
+    assert [f["column"] for f in config.responsible_ml["facets"]] == ["customer_age", "region"]
+    with pytest.raises(ConfigError) as err:
+        load_config(context(stage="dev", responsible_ml="{}", fairness_gate='{"DI": [0.8, 1.25]}'))
+    assert err.value.key == "fairness_gate" and "needs facets" in str(err.value)
+
+
 def test_config_is_frozen_all_the_way_down():
     config = load_config(context())
     with pytest.raises(AttributeError):
@@ -110,6 +119,16 @@ def test_quality_gate_document_matches_the_contract_shape():
     ("alarm_datapoints_to_alarm", "6", "between 1 and alarm_evaluation_periods"),
     ("deploy_bake_seconds", "3601", "TerminationWaitInSeconds"),
     ("deploy_bake_seconds", "300", "ends before the rollback alarms can fire"),
+    ("responsible_ml", '{"facet": []}', "unknown key(s) ['facet']"),
+    ("responsible_ml", '{"facets": [{"column": "region"}]}', "'values': [...]"),
+    ("responsible_ml", '{"facets": [{"column": "region", "values": []}]}', "non-empty list"),
+    ("responsible_ml", '{"facets": [{"column": "age", "threshold": "old"}]}', "threshold must be a number"),
+    ("responsible_ml", '{"facets": [{"column": "churn", "values": ["x"]}]}', "is the target column"),
+    ("responsible_ml", '{"facets": [], "intended_use": "' + "x" * 1100 + '"}', "1024 characters"),
+    ("responsible_ml", '{"facets": [], "positive_label": "yes", "label_threshold": 3}', "exclude each other"),
+    ("fairness_gate", '{"DIX": [0.8, 1.25]}', "not a bias metric"),
+    ("fairness_gate", '{"DI": [1.25, 0.8]}', "min <= max"),
+    ("fairness_gate", '{"DI": 0.8}', "[min, max]"),
 ])
 def test_invalid_values_fail_naming_the_key(key, value, words):
     with pytest.raises(ConfigError) as err:

@@ -118,7 +118,12 @@ def _typed(name: str, value: Any) -> Any:
 
 
 def training_runtime_params(hyperparameters: dict[str, Any], environ: dict[str, str]) -> dict:
-    """Kedro runtime parameters: base parameters < TARGET_COLUMN/TASK env < hyperparameters.json."""
+    """Kedro runtime parameters: base parameters < TARGET_COLUMN/TASK env < hyperparameters.json.
+
+    `responsible_ml` (JSON: bias facets, positive label or label threshold, group column, intended use) is checked
+    for shape here, so a malformed one fails before any data is read; its columns are checked against the data by
+    the evaluation pipeline."""
+    from ml_pipeline.bias import parse_config
     from ml_pipeline.model import ESTIMATOR_PARAMS
 
     params: dict[str, Any] = {}
@@ -138,13 +143,18 @@ def training_runtime_params(hyperparameters: dict[str, Any], environ: dict[str, 
             training[name] = _typed(name, value)
         elif name in ESTIMATOR_PARAMS:
             estimator[name] = _typed(name, value)
+        elif name == "responsible_ml":
+            config = parse_config(value)
+            if config["facets"] or any(v is not None for k, v in config.items() if k != "facets"):
+                params["responsible_ml"] = config
         elif name in ("lineage_inputs", "image_uri"):
             continue  # lineage, below
         elif name.startswith(IGNORED_PREFIXES):
             continue
         else:
             raise ConfigError(f"unknown hyperparameter {name!r}; known: target_column, task, seed, tuning_iterations, "
-                              f"cv_folds, lineage_inputs, image_uri, champion_sha256, {', '.join(ESTIMATOR_PARAMS)}")
+                              f"cv_folds, lineage_inputs, image_uri, champion_sha256, responsible_ml, "
+                              f"{', '.join(ESTIMATOR_PARAMS)}")
     if params.get("task", "auto") not in ("auto", "classification", "regression"):
         raise ConfigError(f"task must be auto, classification or regression, got {params['task']!r}")
     if estimator:

@@ -172,7 +172,24 @@ def run_metrics(metadata: dict) -> dict[str, float]:
     training = metadata.get("training") or {}
     values.update({"train_rows": training.get("train_rows"), "fit_seconds": training.get("fit_seconds"),
                    "tuning_best_score": training.get("best_score")})
+    values.update(bias_metrics(metadata.get("bias") or {}))
     return {name: float(value) for name, value in values.items() if _finite(value)}
+
+
+def bias_metrics(bias: dict) -> dict[str, Any]:
+    """`bias_<facet>_<metric>` for every facet's pre- and post-training metric (Clarify's names): the facet as its
+    column and values (or `gt<threshold>`), in the characters MLflow allows in a metric name."""
+    values: dict[str, Any] = {}
+    for facet in bias.get("facets") or []:
+        if "threshold" in facet:
+            which = f"gt{facet['threshold']}"
+        else:
+            which = "-".join(str(v) for v in facet.get("values") or [])
+        name = re.sub(r"[^A-Za-z0-9_.-]", "_", f"{facet.get('column')}_{which}")
+        for phase in ("pre_training", "post_training"):
+            for metric, value in (facet.get(phase) or {}).items():
+                values[f"bias_{name}_{metric}"] = value
+    return values
 
 
 def run_tags(metadata: dict, request: TrackRequest, model_sha256: str | None) -> dict[str, str]:

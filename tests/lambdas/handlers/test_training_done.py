@@ -355,3 +355,71 @@ def test_the_next_run_gets_the_production_model_and_the_gate_uses_its_paired_met
     assert (passed["details"]["challenger_on_rows"], passed["details"]["production"]) == (0.86, 0.52)
     lineage = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{second}/lineage.json")["Body"].read())
     assert lineage["comparison"] == comparison
+
+
+def _responsible_metadata(di: float) -> bytes:
+    facet = {"column": "region", "values": ["south"], "label": "region in {south}", "n_d": 120, "n_a": 480,
+             "pre_training": {"CI": 0.6, "DPL": 0.21}, "post_training": {"DPPL": 0.24, "DI": di}, "reason": None}
+    return json.dumps({
+        "bias": {"configured": True, "facets": [facet], "positive_label": "yes", "reason": None},
+        "explainability": {"method": "TreeSHAP", "global": [{"column": "tenure_months", "mean_abs_shap": 0.9}]},
+        "model_card": {"model_overview": {"model_creator": "training job", "model_description": "Predicts churn"},
+                       "intended_uses": {"intended_uses": "retention offers"}},
+    }).encode()
+
+
+def _with_fairness_gate(monkeypatch, gate: dict) -> None:
+    from mlops_control import settings
+
+    monkeypatch.setenv("FAIRNESS_GATE", json.dumps(gate))
+    settings.reset()
+
+
+def test_the_fairness_gate_refuses_a_biased_model_with_its_reason_and_the_old_model_keeps_serving(aws, sm,
+                                                                                                  monkeypatch):
+    first = _deploy_first(aws, sm, roc_auc=0.80)
+    _with_fairness_gate(monkeypatch, {"DI": [0.8, 1.25]})
+    job = _train(aws, "file:biased", {"roc_auc": 0.90})
+    aws.put_model(job, {"model.joblib": b"biased", "metadata.json": _responsible_metadata(di=0.55)})
+    result = _done(job)
+    assert result["status"] == "gated_out"
+    [record] = aws.decisions("gated_out")
+    assert record["job"] == job
+    assert "fairness gate: DI=0.55 for region in {south} is outside [0.8, 1.25]" in record["reason"]
+    assert record["details"]["fairness"] == [{"facet": "region in {south}", "metric": "DI", "value": 0.55,
+                                              "min": 0.8, "max": 1.25, "passed": False}]
+    assert aws.state("production")["training_job"] == first
+    assert any("fairness gate" in n["message"] for n in aws.notifications())
+
+
+def test_a_fair_model_passes_and_its_package_carries_the_reports_and_the_card(aws, sm, monkeypatch):
+    creations = capture_calls(aws.sm, "CreateModelPackage")
+    _with_fairness_gate(monkeypatch, {"DI": [0.8, 1.25]})
+    job = _train(aws, "file:fair", {"roc_auc": 0.85})
+    aws.put_model(job, {"model.joblib": b"fair", "metadata.json": _responsible_metadata(di=0.97)})
+    assert _done(job)["status"] == "deploy_requested"
+    [passed] = aws.decisions("gate_passed")
+    assert "fairness gate: within range: DI=0.97 (region in {south})" in passed["reason"]
+    [package] = aws.sm.list_model_packages(ModelPackageGroupName=f"{P}-models")["ModelPackageSummaryList"]
+    metrics = aws.sm.describe_model_package(ModelPackageName=package["ModelPackageArn"])["ModelMetrics"]
+    for name, section in (("bias", "Bias"), ("explainability", "Explainability")):
+        uri = metrics[section]["Report"]["S3Uri"]
+        assert uri == f"s3://{ARTIFACTS}/models/{job}/{name}.json"
+        body = aws.s3.get_object(Bucket=ARTIFACTS, Key=uri.split("/", 3)[3])
+        assert json.loads(body["Body"].read()) == json.loads(_responsible_metadata(0.97))[name]
+        assert body["ServerSideEncryption"] == "aws:kms" and body["SSEKMSKeyId"] == KMS
+    [call] = creations
+    card = json.loads(call["ModelCard"]["ModelCardContent"])
+    assert card["intended_uses"] == {"intended_uses": "retention offers"}
+    assert card["model_overview"]["model_artifact"] == [f"s3://{ARTIFACTS}/models/{job}/output/model.tar.gz"]
+
+
+def test_the_training_job_gets_the_facets_to_measure(aws, sm, monkeypatch):
+    from mlops_control import settings
+
+    facets = {"facets": [{"column": "region", "values": ["south"]}], "positive_label": "yes"}
+    monkeypatch.setenv("RESPONSIBLE_ML", json.dumps(facets))
+    settings.reset()
+    creations = capture_calls(aws.sm, "CreateTrainingJob")
+    _train(aws, "file:facets", {"roc_auc": 0.85})
+    assert json.loads(creations[-1]["HyperParameters"]["responsible_ml"]) == facets

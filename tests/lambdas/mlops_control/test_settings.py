@@ -68,3 +68,22 @@ def test_optional_variables_have_defaults():
     s = Settings.from_env({k: ENV[k] for k in required})
     assert s.training_hyperparameters == {} and s.task == "auto" and s.rollback_alarm_names == ()
     assert s.deploy_bake_seconds == 600
+
+
+def test_the_fairness_gate_and_the_facets_come_from_the_environment():
+    import json
+
+    from mlops_control.settings import ConfigError, Settings
+
+    from ..helpers import ENV
+
+    settings = Settings.from_env({**ENV, "FAIRNESS_GATE": json.dumps({"DI": [0.8, 1.25]}), "RESPONSIBLE_ML": '{"facets": []}'})
+    assert settings.fairness_gate == {"DI": (0.8, 1.25)} and settings.responsible_ml == '{"facets": []}'
+    assert Settings.from_env(dict(ENV)).fairness_gate == {}
+    for bad in ('["DI"]', '{"DI": [1.3, 0.8]}', '{"DI": ["x", 1]}'):
+        try:
+            Settings.from_env({**ENV, "FAIRNESS_GATE": bad})
+        except ConfigError as exc:
+            assert "FAIRNESS_GATE" in str(exc)
+        else:
+            raise AssertionError(f"{bad} was accepted")

@@ -15,8 +15,11 @@ from sklearn.metrics import confusion_matrix, roc_curve
 from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
+from ml_pipeline import bias as bias_metrics
 from ml_pipeline import comparison as champion_comparison
+from ml_pipeline import explainability as shap_explanations
 from ml_pipeline import metrics as metric_functions
+from ml_pipeline import model_card as card
 from ml_pipeline.jsonutil import to_jsonable
 from ml_pipeline.plots import page, png, table
 
@@ -68,11 +71,41 @@ def compute_importance(model: Pipeline, validation_set: pd.DataFrame, data_schem
     return sorted(rows, key=lambda r: r["importance"], reverse=True)
 
 
+def compute_bias(model: Pipeline, train_set: pd.DataFrame, test_set: pd.DataFrame, data_schema: dict,
+                 responsible_ml: dict | str | None) -> dict:
+    """Clarify's pre-training bias metrics on the training split and post-training ones on the test split's
+    predictions, per configured facet; fails on a facet or group column the data does not have."""
+    config = bias_metrics.parse_config(responsible_ml)
+    bias_metrics.check_columns(config, data_schema)
+    features = [f["name"] for f in data_schema["features"]]
+    predictions = np.asarray([])
+    if config["facets"] and len(test_set):
+        with _one_thread():
+            predictions = model.predict(test_set[features])
+    return to_jsonable(bias_metrics.bias_report(config, data_schema, train_set, test_set, predictions))
+
+
+def explain_model(model: Pipeline, test_set: pd.DataFrame, data_schema: dict, evaluation: dict) -> dict:
+    """SHAP values per input column on a seeded sample of the test split: global mean |SHAP|, a few local
+    explanations."""
+    with _one_thread():
+        return to_jsonable(shap_explanations.explain(model, test_set, data_schema, evaluation))
+
+
+def build_model_card(data_schema: dict, model_metrics: dict, training_summary: dict, lineage: dict, bias: dict,
+                     explainability: dict, responsible_ml: dict | str | None, test_set: pd.DataFrame) -> dict:
+    """Model card content (SageMaker Model Card layout) from what the run knows."""
+    config = bias_metrics.parse_config(responsible_ml)
+    return to_jsonable(card.build_model_card(data_schema, model_metrics, training_summary, lineage, bias,
+                                             explainability, config, _runtime(), len(test_set)))
+
+
 def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set: pd.DataFrame, data_schema: dict,
                             model_metrics: dict, importance: list[dict], training_summary: dict,
-                            evaluation: dict, comparison: dict | None = None) -> str:
+                            evaluation: dict, comparison: dict | None = None, bias: dict | None = None,
+                            explainability: dict | None = None, model_card: dict | None = None) -> str:
     """HTML report with embedded PNGs: champion vs challenger, statistics, histograms, top-2 scatter,
-    confusion/ROC or residuals, importance."""
+    confusion/ROC or residuals, importance, bias, SHAP explanations, the model card."""
     features = [f["name"] for f in data_schema["features"]]
     target, task = data_schema["target"], data_schema["task"]
     limit = int(evaluation["plot_max_rows"])
@@ -104,7 +137,84 @@ def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set
         else:
             parts.append("<h2>Residuals (test)</h2>" + _residuals(model, x_test, y_test))
     parts.append("<h2>Permutation importance (validation)</h2>" + _importance(importance))
+    if bias is not None:
+        parts.append("<h2>Bias</h2>" + _bias(bias))
+    if explainability is not None:
+        parts.append("<h2>Explainability (SHAP)</h2>" + _explainability(explainability))
+    if model_card is not None:
+        parts.append("<h2>Model card</h2>" + card.render(model_card))
     return page(f"Model report: {target}", "".join(parts))
+
+
+def _bias(bias: dict) -> str:
+    outcome = (f"positive label {bias['positive_label']!r}" if bias.get("positive_label") is not None else
+               f"positive outcome: value > {bias['label_threshold']}" if bias.get("label_threshold") is not None
+               else "no positive outcome")
+    if not bias.get("configured"):
+        return f"<p>{html.escape(str(bias.get('reason') or 'no facets configured'))}.</p>"
+    parts = [f"<p>SageMaker Clarify's metrics (docs/ml.md, Bias): pre-training on the training split's labels, "
+             f"post-training on the test split's predictions; facet d = the sensitive rows, a = the rest; "
+             f"{html.escape(outcome)}.</p>"]
+    if bias.get("reason"):
+        parts.append(f"<p>{html.escape(bias['reason'])}.</p>")
+    for facet in bias["facets"]:
+        parts.append(f"<h3>{html.escape(facet['label'])}</h3><p>training rows: d {facet['n_d']}, a {facet['n_a']}; "
+                     f"test rows: d {facet.get('n_d_test')}, a {facet.get('n_a_test')}.</p>")
+        rows = [{"metric": k, "phase": phase.replace("_", "-"), "value": v}
+                for phase in ("pre_training", "post_training") for k, v in (facet.get(phase) or {}).items()]
+        parts.append(table(rows, ["metric", "phase", "value"]))
+        if facet.get("reason"):
+            parts.append(f"<p>{html.escape(facet['reason'])}</p>")
+    plotted = [f for f in bias["facets"] if f.get("pre_training") or f.get("post_training")]
+    if plotted:
+        parts.append(_bias_plot(plotted))
+    return "".join(parts)
+
+
+def _bias_plot(facets: list[dict]) -> str:
+    """Differences (0 = parity) per facet and phase; DI, a ratio, is drawn as DI − 1."""
+    figure, axes = plt.subplots(len(facets), 2, figsize=(10, 2.6 * len(facets)), squeeze=False)
+    for row, facet in zip(axes, facets, strict=True):
+        for ax, phase in zip(row, ("pre_training", "post_training"), strict=True):
+            values = {k: v for k, v in (facet.get(phase) or {}).items() if v is not None}
+            if "DI" in values:
+                values["DI − 1"] = values.pop("DI") - 1
+            names = list(values)
+            ax.barh(names, [values[n] for n in names], color=["#c44e52" if values[n] < 0 else "#4c72b0"
+                                                              for n in names])
+            ax.axvline(0, color="grey", linewidth=0.8)
+            ax.invert_yaxis()
+            ax.tick_params(labelsize=7)
+            ax.set_title(f"{facet['label']}: {phase.replace('_', '-')}", fontsize=9)
+    figure.tight_layout()
+    return png(figure)
+
+
+def _explainability(explainability: dict) -> str:
+    ranking = explainability.get("global") or []
+    if not ranking:
+        return f"<p>No test rows to explain ({html.escape(str(explainability.get('library')))}).</p>"
+    base = explainability["base_value"]
+    base_text = ", ".join(f"{v:.4g}" for v in base) if isinstance(base, list) else f"{base:.4g}"
+    parts = [f"<p>{html.escape(str(explainability.get('method')))} ({html.escape(str(explainability.get('library')))}) "
+             f"on {explainability.get('rows')} test rows. Explained output: "
+             f"{html.escape(str(explainability.get('output')))}; base value {html.escape(base_text)}. "
+             f"Largest |base value + Σ contributions − output| over the rows: "
+             f"{explainability.get('additivity_max_error'):.2g}.</p>"]
+    shown = ranking[:20][::-1]
+    figure, ax = plt.subplots(figsize=(6, 0.3 * len(shown) + 1))
+    ax.barh([r["column"] for r in shown], [r["mean_abs_shap"] for r in shown], color="#8172b2")
+    ax.set_xlabel("mean |SHAP| (input column, one-hot columns summed)")
+    parts.append(png(figure) + table(ranking, ["column", "mean_abs_shap"]))
+    for i, item in enumerate(explainability.get("local") or []):
+        contributions = sorted(item["contributions"].items(), key=lambda kv: abs(kv[1] or 0), reverse=True)
+        rows = [{"column": name, "value": item["row"].get(name), "contribution": value}
+                for name, value in contributions]
+        label = f", class {item['class']}" if item.get("class") is not None else ""
+        parts.append(f"<h3>Row {i + 1}: prediction {html.escape(str(item['prediction']))}{html.escape(label)}</h3>"
+                     f"<p>base value {item['base_value']:.4g} + Σ contributions = raw output "
+                     f"{item['raw_output']:.4g}</p>" + table(rows, ["column", "value", "contribution"]))
+    return "".join(parts)
 
 
 def _comparison(comparison: dict, task: str, evaluation: dict) -> str:
@@ -278,11 +388,20 @@ def _importance(importance: list[dict]) -> str:
     return png(figure) + table(importance, ["feature", "importance", "std"])
 
 
+def _runtime() -> dict:
+    return {"python": platform.python_version(), "scikit-learn": sklearn.__version__, "pandas": pd.__version__,
+            "numpy": np.__version__}
+
+
 def assemble_metadata(data_schema: dict, model_metrics: dict, reference_profile: dict, expectation_suite: dict,
                       importance: list[dict], training_summary: dict, lineage: dict,
-                      comparison: dict | None = None) -> dict:
+                      comparison: dict | None = None, bias: dict | None = None, explainability: dict | None = None,
+                      model_card: dict | None = None) -> dict:
     """metadata.json of the model directory (CONTRACTS.md)."""
     extra = {} if comparison is None else {"comparison": comparison}
+    for name, value in (("bias", bias), ("explainability", explainability), ("model_card", model_card)):
+        if value is not None:
+            extra[name] = value
     return to_jsonable({
         "format_version": FORMAT_VERSION,
         "task": data_schema["task"],
@@ -295,8 +414,7 @@ def assemble_metadata(data_schema: dict, model_metrics: dict, reference_profile:
         "reference_profile": reference_profile,
         "expectation_suite": expectation_suite,
         "lineage": lineage,
-        "runtime": {"python": platform.python_version(), "scikit-learn": sklearn.__version__,
-                    "pandas": pd.__version__, "numpy": np.__version__},
+        "runtime": _runtime(),
         **extra,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
     })

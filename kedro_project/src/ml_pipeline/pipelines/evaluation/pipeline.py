@@ -1,10 +1,10 @@
-"""evaluation: model + splits (+ the production model) → metrics, champion vs challenger, importance, HTML report,
-metadata.json."""
+"""evaluation: model + splits (+ the production model) → metrics, champion vs challenger, importance, bias metrics,
+SHAP explanations, model card, HTML report, metadata.json."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import (assemble_metadata, build_evaluation_report, compare_with_champion, compute_importance,
-                    evaluate_model)
+from .nodes import (assemble_metadata, build_evaluation_report, build_model_card, compare_with_champion, compute_bias,
+                    compute_importance, evaluate_model, explain_model)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -15,10 +15,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                                      "params:lineage"], "comparison", name="compare_with_champion"),
         Node(compute_importance, ["model", "validation_set", "data_schema", "params:evaluation"], "feature_importance",
              name="compute_importance"),
+        Node(compute_bias, ["model", "train_set", "test_set", "data_schema", "params:responsible_ml"], "bias_report",
+             name="compute_bias"),
+        Node(explain_model, ["model", "test_set", "data_schema", "params:evaluation"], "explainability",
+             name="explain_model"),
+        Node(build_model_card, ["data_schema", "model_metrics", "training_summary", "params:lineage", "bias_report",
+                                "explainability", "params:responsible_ml", "test_set"], "model_card",
+             name="build_model_card"),
         Node(build_evaluation_report, ["model", "model_input", "test_set", "data_schema", "model_metrics",
-                                       "feature_importance", "training_summary", "params:evaluation", "comparison"],
+                                       "feature_importance", "training_summary", "params:evaluation", "comparison",
+                                       "bias_report", "explainability", "model_card"],
              "evaluation_report", name="build_evaluation_report"),
         Node(assemble_metadata, ["data_schema", "model_metrics", "reference_profile", "expectation_suite",
-                                 "feature_importance", "training_summary", "params:lineage", "comparison"],
+                                 "feature_importance", "training_summary", "params:lineage", "comparison",
+                                 "bias_report", "explainability", "model_card"],
              "model_metadata", name="assemble_metadata"),
     ])
