@@ -18,12 +18,28 @@ TRAIN = Path(sys.executable).parent / "train"
 SERVE = Path(sys.executable).parent / "serve"
 
 
-def hyperparameters(seed: int = 42) -> dict[str, str]:
-    return {"target_column": data.TARGET, "task": "classification", "tuning_iterations": "0",
-            "cv_folds": "3", "seed": str(seed)}
+# The models the serving benchmarks serve: the generated binary data (50,000 rows) and scikit-learn's wine data
+# (178 rows, 3 classes). Early stopping off, so that both have max_iter = 200 iterations (conf/base) whatever the
+# data: the per-row cost of a model grows with its trees.
+WINE_TARGET = "cultivar"
 
 
-def prepare_opt_ml(root: Path, dataset: Path, seed: int = 42) -> Path:
+def hyperparameters(seed: int = 42, target: str = data.TARGET) -> dict[str, str]:
+    return {"target_column": target, "task": "classification", "tuning_iterations": "0",
+            "cv_folds": "3", "seed": str(seed), "early_stopping": "false"}
+
+
+def write_wine(path: Path) -> Path:
+    from sklearn.datasets import load_wine
+
+    frame = load_wine(as_frame=True).frame.rename(columns={"target": WINE_TARGET})
+    frame[WINE_TARGET] = frame[WINE_TARGET].map(lambda k: f"class_{k}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+    return path
+
+
+def prepare_opt_ml(root: Path, dataset: Path, seed: int = 42, target_column: str = data.TARGET) -> Path:
     """An /opt/ml layout with one training channel holding `dataset` (hard-linked when possible)."""
     if root.exists():
         shutil.rmtree(root)
@@ -37,7 +53,7 @@ def prepare_opt_ml(root: Path, dataset: Path, seed: int = 42) -> Path:
         os.link(dataset, target)
     except OSError:
         shutil.copy(dataset, target)
-    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters(seed)))
+    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters(seed, target_column)))
     (root / "input" / "config" / "inputdataconfig.json").write_text(
         json.dumps({"train": {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}))
     (root / "input" / "config" / "resourceconfig.json").write_text(
@@ -62,17 +78,25 @@ def failure_reason(opt_ml: Path) -> str:
     return failure.read_text()[:2000] if failure.exists() else "no output/failure written"
 
 
-def ensure(n_rows: int, workdir: Path, override: Path | None = None) -> Path:
-    """Return an OPT_ML_ROOT whose model/ holds a model from our `train` on n_rows (cached per size)."""
+def ensure(n_rows: int, workdir: Path, override: Path | None = None, kind: str = "binary") -> Path:
+    """Return an OPT_ML_ROOT whose model/ holds a model from our `train` (cached per kind and size).
+
+    kind "binary": the generated data, n_rows rows; "multiclass": scikit-learn's wine data (n_rows ignored).
+    """
     if override is not None:
         return override
-    opt_ml = workdir / f"serve-model-{n_rows}" / "opt_ml"
+    opt_ml = workdir / (f"serve-model-{n_rows}" if kind == "binary" else f"serve-model-{kind}") / "opt_ml"
     trained = opt_ml / "model" / "model.joblib"
     sources = [p.stat().st_mtime for p in (common.ROOT / "kedro_project").rglob("*") if p.suffix in (".py", ".yml")]
+    sources.append(Path(__file__).stat().st_mtime)
     if trained.exists() and trained.stat().st_mtime > max(sources, default=0):
         return opt_ml  # still what today's `train` would produce
-    dataset = data.write(n_rows, workdir / "data" / f"train-{n_rows}.csv", seed=11)
-    prepare_opt_ml(opt_ml, dataset)
+    if kind == "binary":
+        prepare_opt_ml(opt_ml, data.write(n_rows, workdir / "data" / f"train-{n_rows}.csv", seed=11))
+    elif kind == "multiclass":
+        prepare_opt_ml(opt_ml, write_wine(workdir / "data" / "wine.csv"), target_column=WINE_TARGET)
+    else:
+        raise ValueError(f"unknown model kind {kind!r}")
     run = common.run_measured(train_command(), env=common.child_env(OPT_ML_ROOT=str(opt_ml)),
                               cwd=common.ROOT, log=opt_ml.parent / "train.log", timeout=1800)
     if run.returncode != 0 or not (opt_ml / "model" / "model.joblib").exists():

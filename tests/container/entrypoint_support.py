@@ -66,11 +66,16 @@ def model_tarball(model_dir: Path, out: Path) -> Path:
     return tar_directory(model_dir, out)
 
 
-def write_model_dir(directory: Path, frame, target: str = TARGET, task: str = "auto", max_iter: int = 40) -> Path:
-    """A model directory built in-process with the project's nodes (faster than a `train` process)."""
+def write_model_dir(directory: Path, frame, target: str = TARGET, task: str = "auto", max_iter: int = 40,
+                    compiled: bool = True) -> Path:
+    """A model directory built in-process with the project's nodes (faster than a `train` process).
+
+    `compiled`: with the trees compiled for serving (forest/), as `train` writes them.
+    """
     import joblib
 
     from ml_pipeline.jsonutil import to_jsonable
+    from ml_pipeline.serving.forest import CompiledForestDataset
     from ml_pipeline.pipelines.data_processing import nodes as processing
     from ml_pipeline.pipelines.evaluation import nodes as evaluation
     from ml_pipeline.pipelines.training import nodes as training
@@ -90,4 +95,6 @@ def write_model_dir(directory: Path, frame, target: str = TARGET, task: str = "a
     directory.mkdir(parents=True, exist_ok=True)
     joblib.dump(model, directory / "model.joblib")
     (directory / "metadata.json").write_text(json.dumps(to_jsonable(metadata)))
+    if compiled:
+        CompiledForestDataset(str(directory / "forest")).save(training.compile_model(model))
     return directory

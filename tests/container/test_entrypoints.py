@@ -49,6 +49,17 @@ def test_train_writes_a_loadable_model_directory(trained):
     assert not (trained["opt_ml"] / "output" / "failure").exists()
 
 
+def test_train_compiles_the_trees_that_serve_loads(trained):
+    from ml_pipeline.serving.forest import DIRECTORY, LIBRARY, RECORD, platform_record
+    from ml_pipeline.serving.predictor import CompiledModel
+
+    record = json.loads((trained["model"] / DIRECTORY / RECORD).read_text())
+    assert record["compiled"] is True and record["platform"] == platform_record()
+    assert (trained["model"] / DIRECTORY / LIBRARY).stat().st_size > 0
+    model = CompiledModel.load(trained["model"])
+    assert model.forest is not None, model.forest_reason
+
+
 def test_train_prints_metrics_for_sagemaker_metric_definitions(trained):
     output = trained["result"].stdout
     for name in ("accuracy", "precision", "recall", "f1", "roc_auc"):

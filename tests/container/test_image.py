@@ -316,6 +316,15 @@ def test_serve_predicts_a_csv_row(endpoint, trained):
     assert prediction[0].split(",")[0].strip().strip('"') in classes, body
 
 
+def test_train_compiles_the_trees_and_serve_predicts_with_them(endpoint, trained):
+    """The image has the compiler: training builds forest/forest.so, and serve in the same image loads it."""
+    record = json.loads((trained["model"] / "forest" / "forest.json").read_text())
+    assert record["compiled"] is True, record.get("reason")
+    assert (trained["model"] / "forest" / "forest.so").stat().st_size > 0
+    logs = _docker("logs", endpoint["name"], timeout=30)
+    assert "fast path: numpy preprocessing + compiled trees" in logs.stdout + logs.stderr, logs.stderr[-3000:]
+
+
 def test_serve_predicts_json_instances(endpoint, trained):
     classes = json.loads((trained["model"] / "metadata.json").read_text())["classes"]
     header, rows = _feature_rows(trained["data"], 3)

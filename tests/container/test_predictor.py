@@ -50,7 +50,7 @@ def multiclass(tmp_path_factory):
 
 def test_fast_path_is_compiled_for_the_trained_pipeline(classifier, regressor, multiclass):
     for model in (classifier, regressor, multiclass):
-        assert model.compiled and model.forest is not None
+        assert model.compiled and model.forest is not None, model.forest_reason
 
 
 def test_compiled_trees_equal_the_estimator_for_three_classes(multiclass):
@@ -87,54 +87,11 @@ def test_fast_path_equals_pipeline_predict_for_regression(regressor, count):
     assert regressor.predict(parsed).labels == expected.tolist()
 
 
-class _Budget:
-    """A thread budget that changes between trees, as it does when other workers start and stop computing."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-
-    def __call__(self) -> int:
-        self.calls += 1
-        return 1 + self.calls % 2
-
-
-@pytest.mark.parametrize("which", ["classifier", "regressor", "multiclass"])
-def test_large_batches_on_borrowed_threads_give_the_estimators_numbers(which, request):
-    model = request.getfixturevalue(which)
-    assert model.walk is not None
-    rows = sample_data.generate(THREADED_MIN_ROWS + 50, seed=62)
-    if which == "multiclass":
-        rows = rows.rename(columns={"contract": TARGET, TARGET: "churned"})
-    parsed = parse_csv(_csv(rows[list(model.schema.names)], header=False), model.schema)
-    budget = _Budget()
-    borrowed = model.predict(parsed, probabilities=True, threads=budget)
-    alone = model.predict(parsed, probabilities=True)
-    assert budget.calls == len(model.estimator._predictors)  # asked again before every tree
-    assert borrowed.labels == alone.labels
-    if alone.probabilities is not None:
-        np.testing.assert_array_equal(borrowed.probabilities, alone.probabilities)
-        np.testing.assert_array_equal(borrowed.probabilities,
-                                      model.estimator.predict_proba(model.features(parsed)))
-
-
-def test_a_tree_walk_that_differs_from_the_estimator_is_not_used(classifier, monkeypatch):
-    from ml_pipeline.serving import forest
-
-    monkeypatch.setattr(forest.TreeWalk, "raw", lambda self, x, threads: np.zeros((x.shape[0], self.outputs)))
-    model = CompiledModel(classifier.pipeline, classifier.metadata)
-    assert model.walk is None and model.forest is not None
-    budget = _Budget()
-    parsed = parse_csv(_csv(_rows(classifier, THREADED_MIN_ROWS, seed=64), header=False), classifier.schema)
-    got = model.predict(parsed, probabilities=True, threads=budget)
-    assert budget.calls == 0  # the estimator on one thread
-    np.testing.assert_array_equal(got.probabilities, classifier.estimator.predict_proba(classifier.features(parsed)))
-
-
 def test_small_batches_never_ask_for_threads(classifier):
-    budget = _Budget()
+    asked = []
     parsed = parse_csv(_csv(_rows(classifier, THREADED_MIN_ROWS - 1, seed=63), header=False), classifier.schema)
-    classifier.predict(parsed, threads=budget)
-    assert budget.calls == 0
+    classifier.predict(parsed, threads=lambda: asked.append(1) or 2)
+    assert asked == []
 
 
 def test_fallback_path_gives_the_same_predictions(classifier):

@@ -54,3 +54,31 @@ def test_regression_target(raw_frame):
 def test_unknown_estimator_parameter_is_a_config_error(processed):
     with pytest.raises(ConfigError, match="unknown estimator parameters"):
         nodes.train_model(processed["train"], processed["schema"], {**TRAINING, "estimator": {"depth": 3}}, 1)
+
+
+def test_the_fitted_trees_are_compiled_beside_the_model(fitted, processed, tmp_path):
+    from ml_pipeline.serving.forest import CompiledForestDataset, platform_record
+
+    compiled = nodes.compile_model(fitted[0])
+    assert compiled.library and compiled.record["compiled"] is True
+    assert compiled.record["link"] == "logistic" and compiled.record["platform"] == platform_record()
+    assert compiled.record["trees"] == fitted[0].steps[-1][1].n_iter_
+    dataset = CompiledForestDataset(str(tmp_path / "forest"))
+    dataset.save(compiled)
+    assert sorted(p.name for p in (tmp_path / "forest").iterdir()) == ["forest.json", "forest.so"]
+    assert dataset.load().library == compiled.library
+
+
+def test_a_model_that_cannot_be_compiled_still_trains(fitted, monkeypatch):
+    from ml_pipeline.serving import forest
+
+    monkeypatch.setattr(forest.shutil, "which", lambda name: None)
+    compiled = nodes.compile_model(fitted[0])
+    assert compiled.library is None and compiled.record["compiled"] is False
+    assert compiled.record["reason"] == "RuntimeError: no C compiler (gcc, cc or clang) on PATH"
+
+
+def test_the_training_pipeline_writes_the_compiled_trees():
+    from ml_pipeline.pipelines.training import create_pipeline
+
+    assert "compiled_model" in create_pipeline().outputs()

@@ -14,6 +14,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -237,6 +238,7 @@ def train(argv: list[str] | None = None) -> int:
             return 0
         for partial in ("model.joblib", "metadata.json"):
             (paths.model_dir() / partial).unlink(missing_ok=True)
+        shutil.rmtree(paths.model_dir() / "forest", ignore_errors=True)  # the compiled trees of a failed run
         return _fail(failure_file, exc, "training")
 
 

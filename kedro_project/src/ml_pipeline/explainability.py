@@ -63,16 +63,27 @@ def raw_output(model: Pipeline, frame: pd.DataFrame) -> np.ndarray:
     return np.asarray(estimator.predict(transformed), dtype=float)
 
 
+class Explainer:
+    """One fitted pipeline's TreeSHAP explainer and column map, made once: training explains a sample with it, and
+    `serve` keeps one per worker for requests that ask for explanations."""
+
+    def __init__(self, model: Pipeline, features: list[str]) -> None:
+        self.model, self.features = model, list(features)
+        self.tree = _shap().TreeExplainer(model.named_steps["model"])
+        self.groups = column_groups(model, self.features)
+        self.base = np.asarray(self.tree.expected_value, dtype=float).reshape(-1)
+
+    def by_column(self, frame: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """(contributions (n, columns) or (n, columns, K), base value () or (K,)) for the rows of `frame`."""
+        transformed = self.model.named_steps["preprocess"].transform(frame[self.features])
+        values = np.asarray(self.tree.shap_values(transformed, check_additivity=False), dtype=float)
+        summed = np.stack([values[:, idx].sum(axis=1) for _, idx in self.groups], axis=1)
+        return summed, (self.base[0] if self.base.size == 1 and summed.ndim == 2 else self.base)
+
+
 def shap_by_column(model: Pipeline, frame: pd.DataFrame, features: list[str]) -> tuple[np.ndarray, np.ndarray]:
     """(contributions (n, columns) or (n, columns, K), base value () or (K,)) for the rows of `frame`."""
-    shap = _shap()
-    transformed = model.named_steps["preprocess"].transform(frame[features])
-    explainer = shap.TreeExplainer(model.named_steps["model"])
-    values = np.asarray(explainer.shap_values(transformed, check_additivity=False), dtype=float)
-    base = np.asarray(explainer.expected_value, dtype=float).reshape(-1)
-    groups = column_groups(model, features)
-    summed = np.stack([values[:, idx].sum(axis=1) for _, idx in groups], axis=1)
-    return summed, (base[0] if base.size == 1 and summed.ndim == 2 else base)
+    return Explainer(model, features).by_column(frame)
 
 
 def explain(model: Pipeline, test_set: pd.DataFrame, data_schema: dict, settings: dict) -> dict:

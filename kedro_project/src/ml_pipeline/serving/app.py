@@ -85,7 +85,7 @@ def load_model() -> None:
         state.model = CompiledModel.load(directory)
         state.error = None
         log.info("model loaded from %s in %.2f s (fast path: %s)", directory, time.perf_counter() - started,
-                 state.model.compiled)
+                 state.model.fast_path)
     except Exception as exc:  # the server stays up and /ping says why (SageMaker logs it)
         state.model = None
         state.error = f"model could not be loaded from {directory}: {type(exc).__name__}: {exc}"

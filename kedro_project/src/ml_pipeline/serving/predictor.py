@@ -1,11 +1,13 @@
 """The trained Pipeline, compiled for serving.
 
 The fitted preprocessing (median imputation + standard scaling; constant imputation + one-hot encoding) is
-replayed with numpy on the parsed columns, then the fitted estimator predicts. This skips building a
-pandas DataFrame and running the ColumnTransformer per request (milliseconds for one row) and gives the same
-numbers: numeric steps repeat sklearn's float64 operations in sklearn's order, and the one-hot tables are
-produced by the fitted encoder itself. Pipelines of any other shape fall back to `pipeline.predict` on a
-DataFrame. `tests/container/test_predictor.py` checks both paths give identical predictions.
+replayed with numpy on the parsed columns, then the trees compiled at training time (serving/forest.py: Treelite +
+TL2cgen) predict. This skips building a pandas DataFrame and running the ColumnTransformer per request (milliseconds
+for one row) and gives the same numbers: numeric steps repeat sklearn's float64 operations in sklearn's order, the
+one-hot tables are produced by the fitted encoder itself, and the compiled trees are kept only if they reproduce the
+estimator on probe rows. Without them (missing, stale, another platform) the estimator predicts; pipelines of any
+other shape fall back to `pipeline.predict` on a DataFrame. `tests/container/test_predictor.py` checks every path
+gives identical predictions.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from ml_pipeline.serving.parsing import Columns, FeatureSchema
 
 log = logging.getLogger(__name__)
 _UNSEEN_PROBE = "\x00unseen-category\x00"
-FOREST_MAX_ROWS = 32  # above this, sklearn's compiled (and threaded) tree walk is faster
-THREADED_MIN_ROWS = 1024  # below this a second OpenMP thread gains about a millisecond
+THREADED_MIN_ROWS = 2048  # below this a second thread gains about a millisecond
 
 
 def load_model_files(model_dir: str | Path):
@@ -77,35 +78,42 @@ class _CategoricalBlock:
         baseline_values = {name: str(cats[0]) for name, cats in zip(columns, encoder.categories_, strict=True)}
         baseline = transformer.transform(pd.DataFrame({n: np.array([v], dtype=object) for n, v in baseline_values.items()}))
         self.baseline = np.asarray(baseline, dtype=np.float64)[0]
+        # One table of every column's delta rows; a column's rows start at its offset: its categories, then
+        # missing, then unseen. Deltas are -1, 0 or 1, so their sum is exact in any order.
         self.lookups: list[dict] = []
-        self.deltas: list[np.ndarray] = []
         self.missing_index: list[int] = []
         self.unseen_index: list[int] = []
+        deltas = []
         for name, categories in zip(columns, encoder.categories_, strict=True):
             values = [str(c) for c in categories]
             probe_values = np.array([*values, np.nan, _UNSEEN_PROBE], dtype=object)
             probe = pd.DataFrame({n: np.full(len(probe_values), baseline_values[n], dtype=object) for n in columns})
             probe[name] = probe_values
             encoded = np.asarray(transformer.transform(probe), dtype=np.float64)
-            self.deltas.append(encoded - self.baseline)
-            self.lookups.append({v: i for i, v in enumerate(values)})
-            self.missing_index.append(len(values))
-            self.unseen_index.append(len(values) + 1)
+            offset = sum(len(d) for d in deltas)
+            deltas.append(encoded - self.baseline)
+            self.lookups.append({v: offset + i for i, v in enumerate(values)})
+            self.missing_index.append(offset + len(values))
+            self.unseen_index.append(offset + len(values) + 1)
+        self.deltas = np.vstack(deltas)
 
     def transform(self, parsed: Columns) -> np.ndarray:
-        block = np.tile(self.baseline, (parsed.rows, 1))
+        index = np.empty((parsed.rows, len(self.columns)), dtype=np.intp)
         for j, name in enumerate(self.columns):
             lookup, missing, unseen = self.lookups[j], self.missing_index[j], self.unseen_index[j]
-            values = parsed.categorical[name]
-            index = [missing if v is None else lookup.get(v, unseen) for v in values]
-            block += self.deltas[j][index]
+            index[:, j] = [missing if v is None else lookup.get(v, unseen) for v in parsed.categorical[name]]
+        if parsed.rows <= 64:  # one gather for a few rows; column by column keeps a large batch's memory small
+            return self.baseline + self.deltas[index].sum(axis=1)
+        block = np.tile(self.baseline, (parsed.rows, 1))
+        for j in range(len(self.columns)):
+            block += self.deltas[index[:, j]]
         return block
 
 
 class CompiledModel:
-    """Predicts from parsed columns; `compiled` tells whether the numpy fast path is in use."""
+    """Predicts from parsed columns; `compiled`: the numpy preprocessing is in use, `forest`: the compiled trees."""
 
-    def __init__(self, pipeline, metadata: dict) -> None:
+    def __init__(self, pipeline, metadata: dict, model_dir: str | Path | None = None) -> None:
         self.pipeline = pipeline
         self.metadata = metadata
         self.schema = FeatureSchema.from_metadata(metadata)
@@ -117,12 +125,22 @@ class CompiledModel:
         self.compiled = self.blocks is not None
         if not self.compiled:
             log.warning("pipeline shape not recognised: serving through pipeline.predict (slower, same results)")
-        self.forest = self._compile_forest() if self.compiled else None
-        self.walk = self._compile_walk() if self.compiled else None
+        self.forest = None
+        self.forest_reason = "no model directory given" if model_dir is None else ""
+        if model_dir is not None and self.compiled:
+            self.forest = self._load_forest(Path(model_dir))
 
     @classmethod
     def load(cls, model_dir: str | Path) -> CompiledModel:
-        return cls(*load_model_files(model_dir))
+        return cls(*load_model_files(model_dir), model_dir)
+
+    @property
+    def fast_path(self) -> str:
+        if not self.compiled:
+            return "none (pipeline.predict)"
+        if self.forest is None:
+            return f"numpy preprocessing + the estimator's predict (compiled trees not used: {self.forest_reason})"
+        return "numpy preprocessing + compiled trees"
 
     def _compile(self, pipeline):
         from sklearn.compose import ColumnTransformer
@@ -149,34 +167,27 @@ class CompiledModel:
                 return None
         return blocks
 
-    def _compile_forest(self):
-        """Trees as numpy arrays for small batches."""
+    def _load_forest(self, model_dir: Path):
+        """The compiled trees of the model directory, kept only if they reproduce the estimator on probe rows."""
         from ml_pipeline.serving.forest import Forest
 
-        return self._verified("numpy trees", Forest, lambda forest, method: [getattr(forest, method)])
-
-    def _compile_walk(self):
-        """The tree-by-tree walk for large batches, checked on one thread and on two."""
-        from ml_pipeline.serving.forest import TreeWalk
-
-        return self._verified("tree walk", TreeWalk, lambda walk, method: [
-            lambda x, n=n: getattr(walk, method)(x, lambda: n) for n in (1, 2)])
-
-    def _verified(self, what: str, build, calls):
-        """`build(estimator)`, kept only if each of `calls(it, method)` reproduces the estimator on probe rows."""
         method = "predict_proba" if self.task == "classification" else "predict"
         try:
-            candidate = build(self.estimator)
+            forest, self.forest_reason = Forest.load(model_dir, self.estimator)
+            if forest is None:
+                log.warning("compiled trees not used (%s): predicting with the estimator", self.forest_reason)
+                return None
             probe = self._probe_features()
-            expected = getattr(self.estimator, method)(probe)
-            same = all(np.array_equal(call(probe), expected) for call in calls(candidate, method))
-        except Exception as exc:  # any other estimator: the estimator's own predict is used
-            log.info("%s not compiled (%s): using the estimator's predict", what, exc)
+            same = np.array_equal(getattr(forest, method)(probe), getattr(self.estimator, method)(probe))
+        except Exception as exc:  # noqa: BLE001 — a library that fails to load or run: the estimator serves
+            self.forest_reason = f"{type(exc).__name__}: {exc}"
+            log.warning("compiled trees not used (%s): predicting with the estimator", self.forest_reason)
             return None
         if not same:
-            log.warning("%s differ from the estimator on probe rows: using the estimator's predict", what)
+            self.forest_reason = "they differ from the estimator on probe rows"
+            log.warning("compiled trees differ from the estimator on probe rows: predicting with the estimator")
             return None
-        return candidate
+        return forest
 
     def _probe_features(self) -> np.ndarray:
         """Rows spread over the reference quantiles, categories and missing values."""
@@ -195,7 +206,12 @@ class CompiledModel:
                 categories = list(entry.get("frequencies", {})) or ["a"]
                 values = np.array(rng.choice(categories + [None, "unseen"], n), dtype=object)
                 categorical[name] = values
-        return self.features(Columns(n, numeric, categorical))
+        features = self.features(Columns(n, numeric, categorical))
+        # A few values whose low 32 bits are all ones: TL2cgen would read them as missing (serving/forest.py).
+        odd = features[:8].copy()
+        present = ~np.isnan(odd)
+        odd.view(np.uint64)[present] |= np.uint64(0xFFFFFFFF)
+        return np.vstack([features, odd])
 
     def features(self, parsed: Columns) -> np.ndarray:
         parts = [block.transform(parsed) for block in self.blocks]
@@ -207,32 +223,18 @@ class CompiledModel:
 
     def predict(self, parsed: Columns, probabilities: bool = False,
                 threads: Callable[[], int] | None = None) -> Prediction:
-        """`threads`, if given, says how many OpenMP threads a large batch may use at that moment."""
+        """`threads`, if given, says how many threads a large batch may use at that moment (serving/cores.py)."""
         if self.compiled:
             x = self.features(parsed)
-            model = self.forest if self.forest is not None and parsed.rows <= FOREST_MAX_ROWS else self.estimator
+            model = self.forest if self.forest is not None else self.estimator
         else:
             x = self.frame(parsed)
             model = self.pipeline
-        if threads is not None and self.walk is not None and model is self.estimator \
-                and parsed.rows >= THREADED_MIN_ROWS:
-            model = _WithThreads(self.walk, threads)
+        options = {"threads": threads} if model is self.forest and threads is not None \
+            and parsed.rows >= THREADED_MIN_ROWS else {}
         if self.task == "classification":
-            proba = model.predict_proba(x)
+            proba = model.predict_proba(x, **options)
             encoded = np.argmax(proba, axis=1)  # sklearn's own rule: first maximum wins
             labels = [self.classes[i] for i in encoded]
             return Prediction(labels, proba if probabilities else None, self.classes)
-        return Prediction(model.predict(x).tolist(), None, None)
-
-
-class _WithThreads:
-    """The tree walk with this request's thread budget, shaped like an estimator for `_predict`."""
-
-    def __init__(self, walk, threads: Callable[[], int]) -> None:
-        self.walk, self.threads = walk, threads
-
-    def predict_proba(self, x: np.ndarray) -> np.ndarray:
-        return self.walk.predict_proba(x, self.threads)
-
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        return self.walk.predict(x, self.threads)
+        return Prediction(model.predict(x, **options).tolist(), None, None)

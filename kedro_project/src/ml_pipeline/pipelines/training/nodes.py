@@ -7,6 +7,7 @@ from sklearn.pipeline import Pipeline
 from threadpoolctl import threadpool_limits
 
 from ml_pipeline import model
+from ml_pipeline.serving.forest import CompiledForest, compile_forest
 
 # Below this many training rows the fit runs on one OpenMP thread. Small fits gain little from a second
 # thread and lose the most when the cores are shared: each boosting iteration opens parallel regions that
@@ -25,3 +26,11 @@ def train_model(train_set: pd.DataFrame, data_schema: dict, training: dict, seed
                                     data_schema["task"], training, seed)
     summary["train_rows"] = int(len(train_set))
     return fitted, summary
+
+
+def compile_model(fitted: Pipeline) -> CompiledForest:
+    """The fitted trees compiled to a shared library for `serve`, built by this image, which also serves.
+
+    Never fails the run: a model whose trees cannot be compiled is served by the estimator (forest.json says why).
+    """
+    return compile_forest(fitted.steps[-1][1])

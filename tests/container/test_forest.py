@@ -1,0 +1,211 @@
+"""The trees compiled at training time (serving/forest.py): scikit-learn's numbers, and the estimator whenever the
+compiled library is missing, stale, from another platform or wrong."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from entrypoint_support import TARGET, write_model_dir
+from ml_pipeline import sample_data
+from ml_pipeline.schema import coerce_features
+from ml_pipeline.serving import forest
+from ml_pipeline.serving.integrity import model_digest
+from ml_pipeline.serving.parsing import parse_csv
+from ml_pipeline.serving.predictor import CompiledModel
+
+KINDS = ["binary", "multiclass", "regression"]
+
+
+def _frame(kind: str, rows: int, seed: int) -> pd.DataFrame:
+    frame = sample_data.generate(rows, seed=seed)
+    if kind == "multiclass":
+        return frame.rename(columns={"contract": TARGET, TARGET: "churned"})
+    if kind == "regression":
+        frame[TARGET] = frame["monthly_charges"].fillna(50) * 2 + frame["tenure_months"]
+        return frame.drop(columns="monthly_charges")
+    return frame
+
+
+@pytest.fixture(scope="module")
+def model_dirs(tmp_path_factory):
+    return {kind: write_model_dir(tmp_path_factory.mktemp(kind) / "model", _frame(kind, 900, seed=81), max_iter=60)
+            for kind in KINDS}
+
+
+@pytest.fixture(scope="module")
+def models(model_dirs):
+    return {kind: CompiledModel.load(directory) for kind, directory in model_dirs.items()}
+
+
+def _copy(model_dirs, kind: str, tmp_path):
+    return shutil.copytree(model_dirs[kind], tmp_path / "model")
+
+
+def _random_rows(model: CompiledModel, count: int, seed: int) -> pd.DataFrame:
+    """Rows over and beyond the training ranges, a fifth of the values missing, unseen categories among the seen."""
+    rng = np.random.default_rng(seed)
+    profile = model.metadata["reference_profile"]["features"]
+    columns = {}
+    for name, kind in zip(model.schema.names, model.schema.kinds, strict=True):
+        if kind == "numeric":
+            low, high = profile[name]["quantiles"][0], profile[name]["quantiles"][-1]
+            span = (high - low) or 1.0
+            values = rng.uniform(low - span, high + span, count).astype(object)
+        else:
+            seen = list(profile[name]["frequencies"])
+            values = np.array(rng.choice(seen + ["never-seen", "also-unseen"], count), dtype=object)
+        values[rng.random(count) < 0.2] = None
+        columns[name] = values
+    return pd.DataFrame(columns)
+
+
+def _predict_both(model: CompiledModel, rows: pd.DataFrame):
+    parsed = parse_csv(rows.to_csv(index=False, header=False).encode(), model.schema)
+    served = model.predict(parsed, probabilities=True)
+    frame = coerce_features(pd.read_csv(pd.io.common.StringIO(rows.to_csv(index=False))), model.metadata["features"])
+    if model.task == "classification":
+        return served, model.pipeline.predict_proba(frame), model.pipeline.predict(frame).tolist()
+    return served, None, model.pipeline.predict(frame).tolist()
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_trees_give_scikit_learns_predictions_on_random_rows(models, kind):
+    model = models[kind]
+    assert model.forest is not None, model.forest_reason  # the compiled library is what predicts here
+    for count, seed in ((1, 1), (7, 2), (500, 3)):
+        served, proba, labels = _predict_both(model, _random_rows(model, count, seed))
+        assert served.labels == labels
+        if proba is not None:
+            np.testing.assert_array_equal(served.probabilities, proba)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_compiled_trees_equal_the_estimator_on_any_feature_values(models, kind):
+    model = models[kind]
+    rng = np.random.default_rng(4)
+    width = model.features(parse_csv(_random_rows(model, 1, 5).to_csv(index=False, header=False).encode(),
+                                     model.schema)).shape[1]
+    x = rng.normal(0, 3, size=(2000, width))
+    x[rng.random(x.shape) < 0.15] = np.nan
+    x[:5, 0] = [np.inf, -np.inf, 0.0, -0.0, 1e300]
+    method = "predict_proba" if model.task == "classification" else "predict"
+    np.testing.assert_array_equal(getattr(model.forest, method)(x), getattr(model.estimator, method)(x))
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_values_the_library_would_read_as_missing_are_predicted_exactly(models, kind):
+    model = models[kind]
+    x = model.features(parse_csv(_random_rows(model, 200, 6).to_csv(index=False, header=False).encode(),
+                                 model.schema))
+    present = ~np.isnan(x)
+    x.view(np.uint64)[present] |= np.uint64(0xFFFFFFFF)  # low 32 bits all ones: TL2cgen's "missing" marker
+    method = "predict_proba" if model.task == "classification" else "predict"
+    np.testing.assert_array_equal(getattr(model.forest, method)(x), getattr(model.estimator, method)(x))
+    # The same bits in a NaN (still a NaN: missing for both), in rows without any other such value
+    x = model.features(parse_csv(_random_rows(model, 50, 9).to_csv(index=False, header=False).encode(), model.schema))
+    x[:, 0] = np.array([0x7FF80000FFFFFFFF], dtype=np.uint64).view(np.float64)[0]
+    np.testing.assert_array_equal(getattr(model.forest, method)(x), getattr(model.estimator, method)(x))
+
+
+class _Budget:
+    """A thread budget that changes between chunks, as it does when other workers start and stop computing."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def __call__(self) -> int:
+        self.calls += 1
+        return 1 + self.calls % 2
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_large_batches_on_borrowed_threads_give_the_same_numbers(models, kind):
+    model = models[kind]
+    rows = _random_rows(model, 3 * forest.CHUNK_ROWS + 17, 7)
+    parsed = parse_csv(rows.to_csv(index=False, header=False).encode(), model.schema)
+    budget = _Budget()
+    borrowed = model.predict(parsed, probabilities=True, threads=budget)
+    alone = model.predict(parsed, probabilities=True)
+    assert budget.calls > 1  # asked again while the chunks were predicted
+    assert borrowed.labels == alone.labels
+    if model.task == "classification":
+        np.testing.assert_array_equal(borrowed.probabilities, alone.probabilities)
+        np.testing.assert_array_equal(borrowed.probabilities, model.estimator.predict_proba(model.features(parsed)))
+
+
+def _served_by_the_estimator(directory, reason: str) -> CompiledModel:
+    model = CompiledModel.load(directory)
+    assert model.forest is None and model.compiled
+    assert reason in model.forest_reason and reason in model.fast_path
+    served, proba, labels = _predict_both(model, _random_rows(model, 50, 8))
+    assert served.labels == labels
+    if proba is not None:
+        np.testing.assert_array_equal(served.probabilities, proba)
+    return model
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_without_the_compiled_library_the_estimator_serves(model_dirs, kind, tmp_path):
+    directory = _copy(model_dirs, kind, tmp_path)
+    shutil.rmtree(directory / forest.DIRECTORY)  # a model directory from before the library existed
+    _served_by_the_estimator(directory, "no forest/forest.json")
+
+
+def test_a_library_compiled_from_other_trees_is_stale(model_dirs, tmp_path):
+    directory = _copy(model_dirs, "binary", tmp_path)
+    other = write_model_dir(tmp_path / "other", _frame("binary", 600, seed=82), max_iter=20)
+    shutil.rmtree(directory / forest.DIRECTORY)
+    shutil.copytree(other / forest.DIRECTORY, directory / forest.DIRECTORY)  # a retrain that left the old library
+    _served_by_the_estimator(directory, "compiled from other trees than model.joblib's (stale)")
+
+
+def test_a_library_that_is_not_the_one_its_record_describes_is_not_loaded(model_dirs, tmp_path, monkeypatch):
+    directory = _copy(model_dirs, "multiclass", tmp_path)
+    other = write_model_dir(tmp_path / "other", _frame("binary", 600, seed=82), max_iter=20)
+    shutil.copyfile(other / forest.DIRECTORY / forest.LIBRARY, directory / forest.DIRECTORY / forest.LIBRARY)
+    monkeypatch.setattr(forest.Forest, "__init__", _never_loaded)
+    _served_by_the_estimator(directory, "is not the library its record describes")
+
+
+def _never_loaded(*args, **kwargs):
+    raise AssertionError("the library was loaded")
+
+
+@pytest.mark.parametrize("key, value", [("machine", "aarch64"), ("libc", "musl 1.2.4"), ("python", "cpython-312"),
+                                        ("tl2cgen", "0.9.0"), ("scikit-learn", "1.8.0")])
+def test_a_library_from_another_platform_is_never_loaded(model_dirs, tmp_path, monkeypatch, key, value):
+    directory = _copy(model_dirs, "regression", tmp_path)
+    record_path = directory / forest.DIRECTORY / forest.RECORD
+    record = json.loads(record_path.read_text())
+    record["platform"][key] = value
+    record_path.write_text(json.dumps(record))
+    monkeypatch.setattr(forest.Forest, "__init__", _never_loaded)
+    _served_by_the_estimator(directory, f"compiled on another platform: {key} {value!r} there")
+
+
+def test_a_model_training_could_not_compile_is_served_by_the_estimator(model_dirs, tmp_path, monkeypatch):
+    monkeypatch.setattr(forest, "compiler", lambda: None)
+    directory = _copy(model_dirs, "binary", tmp_path)
+    forest.CompiledForestDataset(str(directory / forest.DIRECTORY)).save(
+        forest.compile_forest(CompiledModel.load(directory).estimator))
+    assert not (directory / forest.DIRECTORY / forest.LIBRARY).exists()  # the earlier library was removed
+    _served_by_the_estimator(directory, "training did not compile the trees (RuntimeError: no C compiler")
+
+
+def test_compiled_trees_that_differ_from_the_estimator_are_not_used(model_dirs, monkeypatch):
+    monkeypatch.setattr(forest.Forest, "raw", lambda self, x, threads=None: np.zeros((x.shape[0], self.outputs)))
+    model = _served_by_the_estimator(model_dirs["multiclass"], "they differ from the estimator on probe rows")
+    assert model.fast_path.startswith("numpy preprocessing + the estimator's predict")
+
+
+def test_the_compiled_library_is_part_of_the_pinned_digest(model_dirs, tmp_path):
+    directory = _copy(model_dirs, "binary", tmp_path)
+    pinned = model_digest(directory)
+    library = directory / forest.DIRECTORY / forest.LIBRARY
+    library.write_bytes(library.read_bytes() + b"\0")
+    assert model_digest(directory) != pinned
