@@ -1,4 +1,4 @@
-"""python -m bench [--smoke] [--only serve,batch,hostile,mlflow,train,control,loop,toolchain]
+"""python -m bench [--smoke] [--only serve,batch,hostile,explain,mlflow,train,control,loop,toolchain]
 
 A full run rewrites bench/results.json (the benchmarks it ran; the others keep their last figures) and
 bench/RESULTS.md from it. --smoke runs every benchmark for seconds on tiny inputs and writes only under
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import common, report
 
-ALL = ["serve", "batch", "hostile", "mlflow", "train", "control", "loop", "toolchain"]
+ALL = ["serve", "batch", "hostile", "explain", "mlflow", "train", "control", "loop", "toolchain"]
 
 
 def run_one(name: str, args: argparse.Namespace, workdir: Path) -> list[common.Figure]:
@@ -32,6 +32,10 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path) -> list[common.F
         from bench import hostile_bench
 
         return hostile_bench.run(smoke=args.smoke, workdir=workdir / "serve", model_root=model_root)
+    if name == "explain":
+        from bench import explain_bench
+
+        return explain_bench.run(smoke=args.smoke, workdir=workdir / "serve", model_root=model_root)
     if name == "mlflow":
         from bench import mlflow_bench
 

@@ -11,13 +11,14 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL = ["serve", "batch", "hostile", "mlflow", "train", "control", "loop", "toolchain"]
+ALL = ["serve", "batch", "hostile", "explain", "mlflow", "train", "control", "loop", "toolchain"]
 # What each benchmark needs before it can measure anything; until then it must say "not measured yet".
 ENTRYPOINTS = Path(sys.executable).parent  # the image's console scripts in this virtualenv
 PREREQUISITES = {
     "serve": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
     "batch": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
     "hostile": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
+    "explain": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
     "mlflow": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train", ENTRYPOINTS / "mlflow"],  # full mlflow: requirements-dev.txt
     "train": [ENTRYPOINTS / "train"],
     "control": [ROOT / "bench" / "control_plane.py"],
@@ -70,7 +71,7 @@ def test_figures_are_well_formed(smoke: dict, name: str) -> None:
             assert f["holds"] in (True, False), f"{name}: a figure with a target must say whether it holds: {f}"
 
 
-@pytest.mark.parametrize("name", ["serve", "batch", "hostile", "mlflow", "train"])
+@pytest.mark.parametrize("name", ["serve", "batch", "hostile", "explain", "mlflow", "train"])
 def test_model_benchmarks_measure_once_the_container_exists(smoke: dict, name: str) -> None:
     if not all(p.exists() for p in PREREQUISITES[name]):
         pytest.skip(f"{name}: the container's entrypoints have not landed yet")

@@ -6,7 +6,8 @@ Content types in (parsing.REQUEST_FORMATS): text/csv (header optional), applicat
 a list of records or lists, or one record), application/jsonlines. Out (Accept, with q-values;
 parsing.ANSWER_TYPES): application/json or text/csv; */* or no Accept answers in the request's format.
 Probabilities: header `X-Amzn-SageMaker-Custom-Attributes: probabilities=true` (passes through InvokeEndpoint's
-CustomAttributes) or query `?probabilities=true`.
+CustomAttributes) or query `?probabilities=true`; `explain=true` likewise adds each row's SHAP contributions per input
+column (serving/explanations.py; JSON answers only, at most SERVE_EXPLAIN_MAX_ROWS rows, on the compute thread).
 A body larger than INLINE_MAX_BYTES is parsed and predicted on the worker's compute thread, so that /ping and
 small requests keep being answered meanwhile; smaller ones are done inline, which is faster for them.
 """
@@ -20,6 +21,7 @@ import re
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from typing import Any
 from urllib.parse import parse_qs
 
 import orjson
@@ -48,6 +50,7 @@ class _State:
     model: CompiledModel | None = None
     error: str | None = None
     cores: CoreShare | None = None
+    explainer: Any = None  # serving/explanations.RequestExplainer of `model`, made by the first request that asks
 
 
 state = _State()
@@ -211,17 +214,23 @@ async def _read_body(scope, receive) -> bytes:
         _body_deadlines.forget(task)
 
 
-def _wants_probabilities(scope) -> bool:
-    attributes = _header(scope, b"x-amzn-sagemaker-custom-attributes") or ""
-    for item in attributes.replace(";", ",").split(","):
-        key, _, value = item.partition("=")
-        if key.strip().lower() == "probabilities" and value.strip().lower() in ("true", "1", "yes"):
-            return True
+_YES = ("true", "1", "yes")
+
+
+def _requested(scope) -> set[str]:
+    """The flags a request turned on: CustomAttributes `name=true` pairs, or the query string's."""
+    flags = set()
+    attributes = _header(scope, b"x-amzn-sagemaker-custom-attributes")
+    if attributes:
+        for item in attributes.replace(";", ",").split(","):
+            key, _, value = item.partition("=")
+            if value.strip().lower() in _YES:
+                flags.add(key.strip().lower())
     query = scope.get("query_string") or b""
     if query:
-        values = parse_qs(query.decode("latin-1")).get("probabilities", [])
-        return any(v.lower() in ("true", "1", "yes") for v in values)
-    return False
+        flags.update(k.lower() for k, values in parse_qs(query.decode("latin-1")).items()
+                     if any(v.lower() in _YES for v in values))
+    return flags
 
 
 def _output_type(accept: str | None, content_type: str) -> str:
@@ -285,9 +294,17 @@ async def _invocations(scope, receive) -> tuple[int, bytes, list]:
     if request_format(content_type) is None:
         # Before reading the body: a wrong type is answered without buffering megabytes.
         parse_body(b"", content_type, model.schema)
+    flags = _requested(scope)
+    probabilities = "probabilities" in flags
+    if "explain" in flags:
+        output = _output_type(_header(scope, b"accept"), JSON)
+        if output != JSON:
+            raise RequestError(406, f"explanations are answered in {JSON} only: accept it, or ask without explain=true")
+        body = await _read_body(scope, receive)
+        return await asyncio.get_running_loop().run_in_executor(_compute_thread(), _compute_explained, model, body,
+                                                                content_type, probabilities)
     output = _output_type(_header(scope, b"accept"), content_type)
     body = await _read_body(scope, receive)
-    probabilities = _wants_probabilities(scope)
     if len(body) <= INLINE_MAX_BYTES:
         return _compute(model, body, content_type, probabilities, output)
     return await asyncio.get_running_loop().run_in_executor(_compute_thread(), _compute, model, body, content_type,
@@ -318,11 +335,28 @@ def _compute(model: CompiledModel, body: bytes, content_type: str, probabilities
         return 200, render_json(prediction), _JSON_HEADERS
 
 
-def render_json(prediction: Prediction) -> bytes:
+def _compute_explained(model: CompiledModel, body: bytes, content_type: str,
+                       probabilities: bool) -> tuple[int, bytes, list]:
+    from ml_pipeline.serving.explanations import RequestExplainer
+
+    cores = state.cores
+    with cores.computing() if cores is not None else nullcontext():
+        parsed = parse_body(body, content_type, model.schema)
+        RequestExplainer.admit(parsed)
+        explainer = state.explainer
+        if explainer is None or explainer.model is not model:
+            explainer = state.explainer = RequestExplainer(model)
+        prediction = model.predict(parsed, probabilities=probabilities)
+        return 200, render_json(prediction, explainer.explain(parsed, prediction.labels)), _JSON_HEADERS
+
+
+def render_json(prediction: Prediction, explanations: list[dict] | None = None) -> bytes:
     document: dict = {"predictions": prediction.labels}
     if prediction.probabilities is not None:
         document["classes"] = prediction.classes
         document["probabilities"] = prediction.probabilities
+    if explanations is not None:
+        document["explanations"] = explanations
     return orjson.dumps(document, option=orjson.OPT_SERIALIZE_NUMPY)
 
 
