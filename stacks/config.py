@@ -49,6 +49,11 @@ HYPERPARAMETER_VALUE_LIMIT = 2500  # SageMaker's limit on one hyperparameter val
 # take about 2.5 KB) and then as one hyperparameter.
 RESPONSIBLE_ML_LIMIT = 1024
 MAX_PREFIX_LENGTH = 24  # keeps P-artifacts-<account>-<region> within S3's 63 characters
+# The trigger and the verdict each copy an upload server-side within one invocation (CopyObject up to 5 GiB, then
+# UploadPartCopy parts one after another: lambda/mlops_control/copies.py). Not measured here (no AWS account): S3's
+# server-side copy is assumed to sustain 100 MiB/s per request stream, and an invocation keeps 30 s for the rest.
+ASSUMED_COPY_BYTES_PER_SECOND = 100 * 1024 ** 2
+COPY_RESERVE_SECONDS = 30
 # Blue/green rollback timing (checked at synth so an alarm can always fire before the old fleet is gone).
 # SageMaker publishes endpoint metrics (Invocation5XXErrors, ModelLatency) once a minute, so an alarm period
 # is a whole number of minutes. Assumed delay between the end of a period and CloudWatch acting on it:
@@ -194,9 +199,12 @@ def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules re
         check("allowed_extensions", bool(re.fullmatch(r"\.[a-z0-9]+", ext)),
               f"{ext!r} must look like '.csv' (lowercase, leading dot)")
     check("max_upload_bytes", c.max_upload_bytes > 0, "must be a positive number of bytes")
-    # The trigger and the verdict copy an upload with one CopyObject each, which S3 caps at 5 GiB.
-    check("max_upload_bytes", c.max_upload_bytes <= 5 * 1024 ** 3,
-          "must be at most 5368709120 (5 GiB, S3's limit for copying an object in one request)")
+    copy_seconds = c.lambda_timeout_seconds - COPY_RESERVE_SECONDS
+    check("max_upload_bytes", c.max_upload_bytes <= copy_seconds * ASSUMED_COPY_BYTES_PER_SECOND,
+          f"{c.max_upload_bytes} bytes cannot be copied within lambda_timeout_seconds ({c.lambda_timeout_seconds} s, "
+          f"of which {COPY_RESERVE_SECONDS} s are kept for the rest) at the assumed "
+          f"{ASSUMED_COPY_BYTES_PER_SECOND // 1024 ** 2} MiB/s of a server-side copy: raise lambda_timeout_seconds "
+          f"(at most 900) or lower max_upload_bytes")
     for key in ("processing_instance_type", "training_instance_type", "serving_instance_type"):
         value = getattr(c, key)
         check(key, bool(_INSTANCE_TYPE.match(value)), f"{value!r} is not a SageMaker instance type (ml.m5.large)")

@@ -294,7 +294,7 @@ class Capabilities:
                               "s3:GetObjectVersionTagging"],
                      resources=[self._s3(f"{n.data_bucket}/ground-truth/*")],
                      why="Labels files arrive under ground-truth/ with user-chosen keys.")
-        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
+        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"],
                      resources=[self._s3(f"{n.artifacts_bucket}/labels-input/*")],
                      why="One copy per ground-truth job under labels-input/<job>/, a generated key.")
 
@@ -328,14 +328,15 @@ class Capabilities:
                      why="Input manifests and lineage records sit next to each run's model under models/<job>/.")
 
     def write_data(self, policy: ScopedPolicy) -> None:
-        """Register validated uploads and quarantine rejected ones; never delete (nothing is lost)."""
+        """Register validated uploads and quarantine rejected ones; never delete (nothing is lost). A copy over 5 GiB
+        is a multipart copy, aborted if it fails (s3:AbortMultipartUpload on the targets: lambda/mlops_control/copies.py)."""
         n = self.names
         # CopyObject of the announced version copies its tags too (TaggingDirective COPY, the default).
         policy.allow(actions=["s3:GetObject", "s3:GetObjectVersion", "s3:GetObjectTagging",
                               "s3:GetObjectVersionTagging"],
                      resources=[self._s3(f"{n.data_bucket}/incoming/*")],
                      why="Uploads arrive under incoming/ with user-chosen keys.")
-        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
+        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"],
                      resources=[self._s3(f"{n.data_bucket}/validated/*"), self._s3(f"{n.data_bucket}/quarantine/*")],
                      why="Validated and quarantined copies keep the uploaded file name under their prefix.")
         # Before copying an upload to validated/, the verdict reads which upload version the copy holds (its
@@ -357,7 +358,7 @@ class Capabilities:
 
     def stage_validation_input(self, policy: ScopedPolicy) -> None:
         """Copy the announced version of an upload (and its tags) to where its validation job alone reads it."""
-        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
+        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"],
                      resources=[self._s3(f"{self.names.artifacts_bucket}/validation-input/*")],
                      why="One copy per validation job under validation-input/<job>/, a generated key.")
 
@@ -368,7 +369,7 @@ class Capabilities:
         policy.allow(actions=["s3:GetObject", "s3:GetObjectTagging"],
                      resources=[self._s3(f"{n.artifacts_bucket}/ground-truth/*")],
                      why="Joined labels are written per job under ground-truth/<job>/joined/.")
-        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging"],
+        policy.allow(actions=["s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"],
                      resources=[self._s3(f"{n.data_bucket}/incoming/labeled/*")],
                      why="Labeled rows are named after their labels file and job under incoming/labeled/.")
 

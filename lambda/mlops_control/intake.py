@@ -6,7 +6,7 @@ import json
 import posixpath
 from dataclasses import dataclass
 
-from . import clients, jobs, keys, tracking
+from . import clients, copies, jobs, keys, tracking
 from .events import ObjectCreated
 from .ledger import Claim, Ledger, now_iso
 from .notify import announce, put_metrics, report_metrics
@@ -106,7 +106,7 @@ def _stage(settings: Settings, ledger: Ledger, obj: ObjectCreated, subject: str,
     try:
         # The job reads this copy of exactly the version the event announced: a later upload of the same key
         # can neither change what is checked nor what is then registered.
-        _copy(obj.bucket, obj.key, obj.version_id, staged, target_bucket=settings.artifacts_bucket)
+        _copy(obj.bucket, obj.key, obj.version_id, staged, target_bucket=settings.artifacts_bucket, size=size)
     except Exception as exc:  # noqa: BLE001
         if not clients.is_not_found(exc):
             raise
@@ -355,17 +355,19 @@ def _copy_once(bucket: str, key: str, version: str | None, target: str, *, ident
         return
     source = {"Bucket": bucket, "Key": key, **({"VersionId": version} if version else {})}
     head = s3.head_object(**source)
-    s3.copy_object(Bucket=bucket, Key=target, CopySource=source, MetadataDirective="REPLACE",
-                   ContentType=head.get("ContentType") or "binary/octet-stream",
-                   Metadata={**(head.get("Metadata") or {}), SOURCE_VERSION: identity or ""})
+    copies.copy(source, bucket, target, size=int(head["ContentLength"]),
+                content_type=head.get("ContentType") or "binary/octet-stream",
+                metadata={**(head.get("Metadata") or {}), SOURCE_VERSION: identity or ""})
 
 
-def _copy(bucket: str, key: str, version: str | None, target: str, *, target_bucket: str | None = None) -> None:
+def _copy(bucket: str, key: str, version: str | None, target: str, *, target_bucket: str | None = None,
+          size: int | None = None) -> None:
     source = {"Bucket": bucket, "Key": key}
     if version:
         source["VersionId"] = version
-    clients.get("s3").copy_object(Bucket=target_bucket or bucket, Key=target, CopySource=source,
-                                  MetadataDirective="COPY")
+    if size is None:
+        size = int(clients.get("s3").head_object(**source)["ContentLength"])
+    copies.copy(source, target_bucket or bucket, target, size=size)
 
 
 def _quarantine(settings: Settings, ledger: Ledger, job: str, bucket: str, key: str, version: str | None,
@@ -446,10 +448,9 @@ def ground_truth_finished(settings: Settings, ledger: Ledger, job: str, status: 
     stem = posixpath.splitext(relative)[0]
     labeled = f"{settings.labeled_prefix}{stem}-{job.rsplit('-', 1)[-1]}.csv"
     # Lineage travels with the rows: the trigger records it when the labeled file comes back as an upload.
-    clients.get("s3").copy_object(
-        Bucket=settings.data_bucket, Key=labeled, ContentType="text/csv", MetadataDirective="REPLACE",
-        Metadata={"ground-truth-job": job, "labels-file": str(uri)[:1024]},
-        CopySource={"Bucket": settings.artifacts_bucket, "Key": jobs.joined_key(settings, job)})
+    joined = {"Bucket": settings.artifacts_bucket, "Key": jobs.joined_key(settings, job)}
+    copies.copy(joined, settings.data_bucket, labeled, size=int(clients.get("s3").head_object(**joined)["ContentLength"]),
+                content_type="text/csv", metadata={"ground-truth-job": job, "labels-file": str(uri)[:1024]})
     ledger.record(subject, "ground_truth_joined", report.get("summary") or "labels joined with captured requests",
                   file=uri, job=job, details={
                       "labeled_rows": f"s3://{settings.data_bucket}/{labeled}", "matched": report.get("matched"),

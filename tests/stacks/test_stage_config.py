@@ -106,7 +106,7 @@ def test_quality_gate_document_matches_the_contract_shape():
     ("lambda_reserved_concurrency", "0", "at least 1"),
     ("async_retry_attempts", "3", "0, 1 or 2"),
     ("max_upload_bytes", "lots", "'lots'"),
-    ("max_upload_bytes", str(5 * 1024 ** 3 + 1), "5 GiB"),
+    ("max_upload_bytes", str(10 * 1024 ** 3), "raise lambda_timeout_seconds"),
     ("retain_data", "maybe", "true or false"),
     ("lambda_snap_start", "sometimes", "true or false"),
     ("training_hyperparameters", '{"target_column": "y"}', "own config key"),

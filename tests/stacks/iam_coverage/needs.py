@@ -343,6 +343,36 @@ def _s3_requests(b: RequestBuilder, app: App, op: str, kw: DictV, names: dict[st
         for bucket in buckets:
             for key in keys:
                 write(bucket, key, why="copy-target")
+    elif op == "GetObjectTagging":
+        for bucket in buckets:
+            for key in keys:
+                b.add("s3:GetObjectVersionTagging" if versioned else "s3:GetObjectTagging", s3_object(bucket, key),
+                      why="copy-source")
+    elif op == "CreateMultipartUpload":  # a multipart copy's target (copies.py): its tags go with the request
+        for bucket in buckets:
+            for key in keys:
+                write(bucket, key)
+                if present(kw, "Tagging"):
+                    b.add("s3:PutObjectTagging", s3_object(bucket, key), why="copy-target")
+    elif op == "UploadPartCopy":
+        source_versioned = present(kw, "CopySource", "VersionId")
+        for versioned_read in ([False, True] if source_versioned else [False]):
+            for bucket in concrete(strings(paths(kw, "CopySource", "Bucket"))):
+                for key in concrete(strings(paths(kw, "CopySource", "Key"))):
+                    read(bucket, key, tagging=False, why="copy-source")
+        for bucket in buckets:
+            for key in keys:
+                write(bucket, key)
+    elif op == "CompleteMultipartUpload":
+        for bucket in buckets:
+            for key in keys:
+                write(bucket, key)
+                # S3 reads the encrypted parts back to complete the object.
+                b.key_use([k for k in [app.key_of(s3_object(bucket, key))] if k], ["kms:Decrypt"], "sse-read")
+    elif op == "AbortMultipartUpload":
+        for bucket in buckets:
+            for key in keys:
+                b.add("s3:AbortMultipartUpload", s3_object(bucket, key))
     elif op in ("ListObjectsV2", "ListObjects", "ListObjectVersions"):
         action = "s3:ListBucketVersions" if op == "ListObjectVersions" else "s3:ListBucket"
         prefixes = concrete(names.get("Prefix", set()))
