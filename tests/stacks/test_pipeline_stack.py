@@ -392,7 +392,8 @@ def test_stacks_output_what_users_and_the_local_stack_need(synth):
     expected = {"Storage": {"DataBucketName", "ArtifactsBucketName", "LedgerTableName", "KmsKeyArn", "MlflowAppArn",
                             "MlflowUiUrlCommand"},
                 "Pipeline": {"NotificationTopicArn", "DeadLetterQueueUrl", "ImageUri", "TrainingRoleArn",
-                             "ProcessingRoleArn", "ModelRoleArn", "TrackingRoleArn"},
+                             "ProcessingRoleArn", "ModelRoleArn", "ModelPackageGroupName", "TrackingRoleArn",
+                             "MlflowExperimentName", "MlflowRegisteredModelName"},
                 "Serving": {"EndpointName", "InvokeUrl"},
                 "Monitoring": {"DashboardName", "RetrainFunctionName"}}
     if synth.config.api_auth == "api_key":
@@ -420,16 +421,18 @@ def test_trigger_writes_only_the_job_input_copies(synth):
 
 def test_copies_of_a_tagged_upload_version_may_copy_its_tags(synth):
     """CopyObject of a given version copies its tags (TaggingDirective COPY, the default): the source needs
-    GetObjectVersion + GetObjectVersionTagging, the target PutObjectTagging, each on its own prefix only."""
+    GetObjectVersion + GetObjectVersionTagging, the target PutObjectTagging, each on its own prefix only. A copy over
+    5 GiB is a multipart copy, which a failure aborts (AbortMultipartUpload on the same targets)."""
     p = synth.config.prefix
+    copy_target = {"s3:PutObject", "s3:PutObjectTagging", "s3:AbortMultipartUpload"}
     trigger = s3_grants(function_statements(synth, f"{p}-trigger"))
     assert {"s3:GetObjectVersion", "s3:GetObjectVersionTagging"} <= trigger["data/incoming/*"]
-    assert trigger["artifacts/validation-input/*"] == {"s3:PutObject", "s3:PutObjectTagging"}
+    assert trigger["artifacts/validation-input/*"] == copy_target
     verdict = s3_grants(function_statements(synth, f"{p}-processing-done"))
     assert {"s3:GetObjectVersion", "s3:GetObjectVersionTagging"} <= verdict["data/incoming/*"]
-    assert verdict["data/quarantine/*"] == {"s3:PutObject", "s3:PutObjectTagging"}
+    assert verdict["data/quarantine/*"] == copy_target
     # validated/ is also read: which upload version the copy holds, so a retried verdict copies nothing again.
-    assert verdict["data/validated/*"] == {"s3:PutObject", "s3:PutObjectTagging", "s3:GetObject"}
+    assert verdict["data/validated/*"] == copy_target | {"s3:GetObject"}
     assert "s3:GetObjectTagging" in verdict["artifacts/reports/*"]  # the HTML report copied into quarantine/
     for grants in (trigger, verdict):  # nothing broader than those prefixes writes or reads tags
         for target, actions in grants.items():
