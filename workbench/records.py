@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
@@ -83,7 +83,6 @@ class TrainingRecord:
     model_data_url: str | None
     champion_url: str | None = None
     package_arn: str | None = None
-    metrics: dict[str, float] = field(default_factory=dict)
 
     def fitting_hyperparameters(self) -> dict[str, str]:
         """The hyperparameters that decide the fit: the recorded ones without their provenance."""
@@ -131,9 +130,8 @@ def job_of(stack: Stack, model: str) -> tuple[str, str | None]:
 
 
 def _package_group(stack: Stack) -> str:
-    for key in ("ModelPackageGroupName",):
-        if key in stack.outputs:
-            return stack.outputs[key]
+    if "ModelPackageGroupName" in stack.outputs:
+        return stack.outputs["ModelPackageGroupName"]
     sm = stack.client("sagemaker")
     groups = sm.list_model_package_groups(MaxResults=100)["ModelPackageGroupSummaryList"]
     if len(groups) != 1:
@@ -166,13 +164,12 @@ def training_record(stack: Stack, job: str, package_arn: str | None = None) -> T
         inputs.append(InputFile(uri, entry.get("version"), relative))
     if not inputs:
         raise RecordError(f"s3://{artifacts}/models/{job}/inputs.json lists no input files")
-    metrics = {m["MetricName"]: float(m["Value"]) for m in described.get("FinalMetricDataList") or []}
     return TrainingRecord(
         job=job, image=described["AlgorithmSpecification"]["TrainingImage"],
         hyperparameters=dict(described.get("HyperParameters") or {}), inputs=inputs,
         fingerprint=snapshot.get("fingerprint"),
         model_data_url=(described.get("ModelArtifacts") or {}).get("S3ModelArtifacts"),
-        champion_url=(channels.get("champion") or {}).get("S3Uri"), package_arn=package_arn, metrics=metrics)
+        champion_url=(channels.get("champion") or {}).get("S3Uri"), package_arn=package_arn)
 
 
 def latest_job(stack: Stack) -> str:

@@ -38,3 +38,16 @@ def run(pipeline, catalog: DataCatalog) -> DataCatalog:
             catalog[name] = KeptDataset(copy_mode="assign")
     SequentialRunner().run(pipeline, catalog)
     return catalog
+
+
+def responsible_outputs(fitted, processed, config: dict, lineage: dict, evaluation: dict) -> dict:
+    """metrics, bias, explainability and model card of a fitted model, as the evaluation pipeline's nodes make them."""
+    from ml_pipeline.pipelines.evaluation import nodes
+
+    model, summary = fitted
+    schema = processed["schema"]
+    metrics = nodes.evaluate_model(model, processed["test"], processed["validation"], schema)
+    bias = nodes.compute_bias(model, processed["train"], processed["test"], schema, config)
+    explanations = nodes.explain_model(model, processed["test"], schema, evaluation)
+    card = nodes.build_model_card(schema, metrics, summary, lineage, bias, explanations, config, processed["test"])
+    return {"metrics": metrics, "bias": bias, "explainability": explanations, "model_card": card}

@@ -7,6 +7,7 @@ import pytest
 
 from ml_pipeline.jsonutil import to_jsonable
 from ml_pipeline.pipelines.evaluation import nodes
+from pipeline_support import responsible_outputs
 
 EVALUATION = {"importance_max_rows": 200, "importance_repeats": 2, "plot_max_rows": 500, "seed": 1,
               "shap_max_rows": 50, "local_rows": 2}
@@ -19,14 +20,7 @@ LINEAGE = {"inputs": [{"uri": "s3://data/validated/churn.csv", "version": "v1"}]
 @pytest.fixture(scope="module")
 def responsible(fitted, processed):
     """bias, explainability and model card of the fitted model, as the pipeline computes them."""
-    model, summary = fitted
-    schema = processed["schema"]
-    metrics = nodes.evaluate_model(model, processed["test"], processed["validation"], schema)
-    bias = nodes.compute_bias(model, processed["train"], processed["test"], schema, RESPONSIBLE_ML)
-    explanations = nodes.explain_model(model, processed["test"], schema, EVALUATION)
-    card = nodes.build_model_card(schema, metrics, summary, LINEAGE, bias, explanations, RESPONSIBLE_ML,
-                                  processed["test"])
-    return {"metrics": metrics, "bias": bias, "explainability": explanations, "model_card": card}
+    return responsible_outputs(fitted, processed, RESPONSIBLE_ML, LINEAGE, EVALUATION)
 
 
 def test_metrics_on_test_and_validation(fitted, processed):

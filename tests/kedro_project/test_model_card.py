@@ -12,6 +12,7 @@ from sagemaker.core.shapes import model_card_shapes as shapes
 
 from ml_pipeline import model_card
 from ml_pipeline.pipelines.evaluation import nodes
+from pipeline_support import responsible_outputs
 
 EVALUATION = {"shap_max_rows": 40, "local_rows": 2, "seed": 1}
 LINEAGE = {"inputs": [{"uri": "s3://data/validated/a.csv", "version": "v1"}, {"uri": "s3://data/validated/b.csv"}],
@@ -23,12 +24,7 @@ CONFIG = {"facets": [{"column": "region", "values": ["north"]}], "intended_use":
 
 @pytest.fixture(scope="module")
 def card(fitted, processed):
-    model, summary = fitted
-    schema = processed["schema"]
-    metrics = nodes.evaluate_model(model, processed["test"], processed["validation"], schema)
-    bias = nodes.compute_bias(model, processed["train"], processed["test"], schema, CONFIG)
-    explanations = nodes.explain_model(model, processed["test"], schema, EVALUATION)
-    return nodes.build_model_card(schema, metrics, summary, LINEAGE, bias, explanations, CONFIG, processed["test"])
+    return responsible_outputs(fitted, processed, CONFIG, LINEAGE, EVALUATION)["model_card"]
 
 
 def _unknown_fields(value, shape, where="") -> list[str]:
