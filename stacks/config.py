@@ -54,6 +54,32 @@ MAX_PREFIX_LENGTH = 24  # keeps P-artifacts-<account>-<region> within S3's 63 ch
 # server-side copy is assumed to sustain 100 MiB/s per request stream, and an invocation keeps 30 s for the rest.
 ASSUMED_COPY_BYTES_PER_SECOND = 100 * 1024 ** 2
 COPY_RESERVE_SECONDS = 30
+# The most data one training job is given, in cells (rows x columns of the training window), when the stage leaves
+# training_max_cells at 0: what the training instance's memory holds (docs/scale.md). The peak memory per cell is
+# measured by bench/train_bench.py (the training job's kernel max RSS at 1M and 10M rows x 20 columns, including the
+# interpreter, evaluation and the report); the OS, the container and SageMaker's agents keep the rest of the memory.
+TRAINING_PEAK_BYTES_PER_CELL = 64
+TRAINING_MEMORY_USABLE_FRACTION = 0.8
+# GiB of memory per vCPU of SageMaker's general-purpose (m), compute (c) and memory (r) instance families from the
+# 4th generation on (c4 and c5n differ, and GPU instances are not sized here: set training_max_cells for them).
+_MEMORY_PER_VCPU_GIB = {"c": 2, "m": 4, "r": 8}
+_SIZED_INSTANCE = re.compile(r"^ml\.(?P<family>[cmr])(?P<generation>[4-8])(?:i|d)?(?:-flex)?\."
+                             r"(?P<size>large|xlarge|(?P<n>\d+)xlarge)$")
+_OTHER_INSTANCE_MEMORY_GIB = MappingProxyType({
+    "ml.c4.xlarge": 7.5, "ml.c4.2xlarge": 15, "ml.c4.4xlarge": 30, "ml.c4.8xlarge": 60,
+    "ml.t3.medium": 4, "ml.t3.large": 8, "ml.t3.xlarge": 16, "ml.t3.2xlarge": 32})
+
+
+def instance_memory_gib(instance_type: str) -> float | None:
+    """The memory of a SageMaker CPU instance type, or None when it is not sized here."""
+    match = _SIZED_INSTANCE.match(instance_type)
+    if match is None or (match["family"] == "c" and match["generation"] == "4"):
+        return _OTHER_INSTANCE_MEMORY_GIB.get(instance_type)
+    size = match["size"]
+    vcpus = 2 if size == "large" else 4 * int(match["n"] or 1)
+    return vcpus * _MEMORY_PER_VCPU_GIB[match["family"]]
+
+
 # Blue/green rollback timing (checked at synth so an alarm can always fire before the old fleet is gone).
 # SageMaker publishes endpoint metrics (Invocation5XXErrors, ModelLatency) once a minute, so an alarm period
 # is a whole number of minutes. Assumed delay between the end of a period and CloudWatch acting on it:
@@ -104,6 +130,7 @@ class StageConfig:
     strict_columns: tuple[str, ...]
     training_window_days: int
     training_window_max_rows: int
+    training_max_cells: int
     training_keep_alive_seconds: int
     gate_min_new_rows: int
     # monitoring and retraining
@@ -158,6 +185,14 @@ class StageConfig:
         """Whether ModelQuality (the gate metric of the production model on labels) is an error (rmse/mae):
         only a regression stage's gate metric can be; with task `auto` the alarm reads it as a score."""
         return self.task == "regression" and self.gate_regression_metric in ("rmse", "mae")
+
+    @property
+    def training_cell_limit(self) -> int:
+        """TRAINING_MAX_CELLS: training_max_cells, or (0) what the training instance's memory holds."""
+        if self.training_max_cells:
+            return self.training_max_cells
+        memory = instance_memory_gib(self.training_instance_type) or 0
+        return int(memory * 1024 ** 3 * TRAINING_MEMORY_USABLE_FRACTION / TRAINING_PEAK_BYTES_PER_CELL)
 
     @property
     def rollback_alarm_seconds(self) -> int:
@@ -247,6 +282,11 @@ def _validate(c: StageConfig) -> None:  # noqa: C901 - one flat list of rules re
               f"{column!r} must be a column name (no commas or surrounding spaces)")
     check("training_window_days", 0 <= c.training_window_days <= 36500, "must be between 0 (no limit) and 36500")
     check("training_window_max_rows", c.training_window_max_rows >= 0, "must be >= 0 (0: no limit)")
+    check("training_max_cells", c.training_max_cells >= 0,
+          "must be >= 0 (0: what the training instance's memory holds)")
+    check("training_max_cells", c.training_max_cells > 0 or instance_memory_gib(c.training_instance_type) is not None,
+          f"0 derives the limit from the training instance's memory, but {c.training_instance_type!r} is not sized "
+          "here (GPU and other families): set the most rows x columns one training job may be given (docs/scale.md)")
     check("training_keep_alive_seconds", 0 <= c.training_keep_alive_seconds <= 3600,
           "must be between 0 (no warm pool) and 3600 (SageMaker's KeepAlivePeriodInSeconds)")
     check("gate_min_new_rows", c.gate_min_new_rows >= 1, "must be at least 1")

@@ -101,6 +101,7 @@ def control_plane_environment(*, config: StageConfig, names: Names, key_arn: str
         "STRICT_COLUMNS": ",".join(config.strict_columns),
         "TRAINING_WINDOW_DAYS": str(config.training_window_days),
         "TRAINING_WINDOW_MAX_ROWS": str(config.training_window_max_rows),
+        "TRAINING_MAX_CELLS": str(config.training_cell_limit),
         "TRAINING_KEEP_ALIVE_SECONDS": str(config.training_keep_alive_seconds),
         "GATE_MIN_NEW_ROWS": str(config.gate_min_new_rows),
         "DATA_CAPTURE_PERCENT": str(config.data_capture_percent),

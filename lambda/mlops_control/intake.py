@@ -287,9 +287,10 @@ def validation_finished(settings: Settings, ledger: Ledger, job: str, status: st
             _keep_newest(ledger, source, target)
             # What the training window counts (rows per validated file): written now, because the run requested
             # below takes its snapshot before this verdict's unit commits (idempotent: a retry writes the same).
-            ledger.put_state(keys.VALIDATED_FILES, target, {"rows": int(report.get("rows") or 0), "job": job,
-                                                       "source_version": version, "file": uri,
-                                                       "validated_at": now_iso()})
+            counted = {"rows": int(report.get("rows") or 0)} | (
+                {"columns": int(report["columns"])} if isinstance(report.get("columns"), int) else {})
+            ledger.put_state(keys.VALIDATED_FILES, target, counted | {"job": job, "source_version": version,
+                                                                      "file": uri, "validated_at": now_iso()})
             if report.get("accepted_shift"):
                 details["accepted_shift"] = True
             details["shifts"] = (report.get("shifts") or [])[:20]

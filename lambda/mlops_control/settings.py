@@ -82,6 +82,8 @@ class Settings:
     # this many rows (0: no limit; the newest file is always included).
     training_window_days: int = 0
     training_window_max_rows: int = 0
+    # The most rows x columns one training job may be given (its instance's memory, docs/scale.md; 0: no limit).
+    training_max_cells: int = 0
     # The gate compares champion and challenger on the new rows when there are at least this many, else on the
     # whole test split.
     gate_min_new_rows: int = 30
@@ -165,6 +167,7 @@ class Settings:
             strict_columns=tuple(c.strip() for c in env.get("STRICT_COLUMNS", "").split(",") if c.strip()),
             training_window_days=_int(env, "TRAINING_WINDOW_DAYS", 0, minimum=0),
             training_window_max_rows=_int(env, "TRAINING_WINDOW_MAX_ROWS", 0, minimum=0),
+            training_max_cells=_int(env, "TRAINING_MAX_CELLS", 0, minimum=0),
             gate_min_new_rows=_int(env, "GATE_MIN_NEW_ROWS", 30, minimum=1),
             training_keep_alive_seconds=_int(env, "TRAINING_KEEP_ALIVE_SECONDS", 0, minimum=0, maximum=3600),
             tracking_uri=env.get("TRACKING_URI", ""),

@@ -21,7 +21,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from . import clients, jobs, keys
+from . import clients, jobs, keys, notify
 from .ledger import Ledger, from_item, now_iso
 from .settings import Settings
 
@@ -94,8 +94,12 @@ def request_training(settings: Settings, ledger: Ledger, trigger: str, why: str,
     raise RuntimeError("could not start or coalesce training: the training slot kept changing")
 
 
+# The decisions of _start that start nothing, and the request outcome each one is.
+_NOT_STARTED = {"training_skipped_same_data": "skipped", "training_refused_too_large": "refused"}
+
+
 def _outcome(decision: str, job: str, why: str) -> TrainingRequest:
-    return TrainingRequest("skipped" if decision == "training_skipped_same_data" else "started", job, why)
+    return TrainingRequest(_NOT_STARTED.get(decision, "started"), job, why)
 
 
 def _resume(settings: Settings, ledger: Ledger, item: dict, why: str, *, file: str | None = None,
@@ -123,7 +127,7 @@ def finish_training(settings: Settings, ledger: Ledger, job: str, *, now: float 
         if item.get("running_job") != job:
             if item.get("running_job") and item.get("running_after") == job:
                 resumed = _resume(settings, ledger, item, str(item.get("running_reason") or f"follow-up of {job}"))
-                return None if resumed.outcome == "skipped" else resumed.job
+                return None if resumed.outcome in _NOT_STARTED.values() else resumed.job
             return None
         if item.get("pending"):
             trigger = str(item.get("pending_trigger") or f"after:{job}")
@@ -139,7 +143,7 @@ def finish_training(settings: Settings, ledger: Ledger, job: str, *, now: float 
                     raise
                 continue
             decision = _start(settings, ledger, follow_up, why, trigger)
-            return None if decision == "training_skipped_same_data" else follow_up
+            return None if decision in _NOT_STARTED else follow_up
         try:
             ledger.update(*SLOT, set_values={"last_job": job, "last_finished_at": now_iso(moment)},
                           remove=_RUNNING,
@@ -157,11 +161,14 @@ def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str,
     """CreateTrainingJob for the run holding the slot, on the training window's data as it is now. On failure
     the slot stays with it (not started), so the retried delivery starts it; only if no retry comes before its
     lease ends may another request take over. Returns the decision: training_started, training_already_started,
-    or training_skipped_same_data (a run was already made on exactly this data; the slot passes on)."""
+    training_skipped_same_data (a run was already made on exactly this data) or training_refused_too_large (the
+    window holds more than the training instance's memory; `force` does not override it); the last two pass the
+    slot on."""
     try:
         snapshot = take_snapshot(settings, ledger)
         same_as = None if force else same_data_as(ledger, snapshot.fingerprint, job)
-        if same_as is None:
+        too_large = same_as is None and too_large_for_training(settings, snapshot)
+        if same_as is None and not too_large:
             write_snapshot(settings, job, snapshot)
             champion = ledger.get(*keys.PRODUCTION)
             try:
@@ -192,6 +199,10 @@ def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str,
                       details={"trigger": trigger, "fingerprint": snapshot.fingerprint, "same_as": same_as})
         _pass_on(settings, ledger, job)
         return "training_skipped_same_data"
+    if too_large:
+        _refuse_too_large(settings, ledger, job, why, trigger, snapshot, file=file)
+        _pass_on(settings, ledger, job)
+        return "training_refused_too_large"
     try:
         ledger.update(*SLOT, set_values={"running_started": True, "running_fingerprint": snapshot.fingerprint},
                       remove=("start_lease_until",), condition="#running_job = :job", condition_values={":job": job})
@@ -203,6 +214,32 @@ def _start(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str,
         "window": snapshot.window, "champion": (champion or {}).get("training_job"),
         "data": f"s3://{settings.data_bucket}/{settings.validated_prefix}"})
     return outcome
+
+
+def too_large_for_training(settings: Settings, snapshot: Snapshot) -> bool:
+    """Whether the window's rows x columns exceed TRAINING_MAX_CELLS (a window whose size is unknown is not refused:
+    files validated before validation counted columns have rows only)."""
+    return bool(settings.training_max_cells) and snapshot.cells is not None and snapshot.cells > settings.training_max_cells
+
+
+def _refuse_too_large(settings: Settings, ledger: Ledger, job: str, why: str, trigger: str, snapshot: Snapshot, *,
+                      file: str | None) -> None:
+    """The decision, with the limit and the ways past it, in the ledger and to people; the data stays where it is."""
+    limit = settings.training_max_cells
+    columns = snapshot.cells // snapshot.rows if snapshot.rows else 0
+    message = (f"{why}: not started: the training window holds {snapshot.rows:,} rows x {columns} columns = "
+               f"{snapshot.cells:,} cells, more than one {settings.training_instance_type} training job is given "
+               f"(training_max_cells {limit:,}). Options: a training instance with more memory "
+               f"(training_instance_type), a smaller training window (training_window_max_rows, training_window_days) "
+               f"or, if you measured headroom, a higher training_max_cells (docs/scale.md). The validated files are "
+               f"kept; nothing was deleted.")
+    details = {"trigger": trigger, "rows": snapshot.rows, "cells": snapshot.cells, "limit_cells": limit,
+               "instance_type": settings.training_instance_type, "window": snapshot.window,
+               "fingerprint": snapshot.fingerprint,
+               "options": ["training_instance_type", "training_window_max_rows", "training_window_days",
+                           "training_max_cells"]}
+    ledger.record(f"job#{job}", "training_refused_too_large", message, file=file, job=job, details=details)
+    notify.announce(settings, ledger, "Training refused: too much data for the training instance", message, details)
 
 
 def _remember_fingerprint(ledger: Ledger, fingerprint: str, job: str) -> None:
@@ -233,6 +270,7 @@ class Snapshot:
     rows: int | None  # None when a selected file's row count is not known
     window: dict[str, Any]
     left_out: int = 0
+    cells: int | None = None  # rows x columns; None when a selected file's row or column count is not known
 
 
 def take_snapshot(settings: Settings, ledger: Ledger, now: float | None = None) -> Snapshot:
@@ -256,11 +294,13 @@ def take_snapshot(settings: Settings, ledger: Ledger, now: float | None = None) 
     for item in listed:
         item["validated_at"] = (registered.get(item["key"]) or {}).get("validated_at", "")
     rows = {key: entry["rows"] for key, entry in registered.items() if "rows" in entry}
-    return select_window(listed, rows, settings.training_window_days, settings.training_window_max_rows, moment)
+    columns = {key: entry["columns"] for key, entry in registered.items() if "columns" in entry}
+    return select_window(listed, rows, settings.training_window_days, settings.training_window_max_rows, moment,
+                         columns=columns)
 
 
 def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int, max_rows: int,
-                  now: float) -> Snapshot:
+                  now: float, columns: dict[str, int] | None = None) -> Snapshot:
     """Newest first: files within `days` (0: any age), then up to `max_rows` rows (0: no limit). The newest
     file is always in, so a window never starves a run; a file whose row count is unknown counts as 0 rows.
     S3 times have whole seconds: files validated within one second are ordered by when they were validated."""
@@ -268,6 +308,7 @@ def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int,
                           reverse=True)
     chosen: list[dict[str, Any]] = []
     total, known = 0, True
+    cells: int | None = 0
     for item in newest_first:
         if days and chosen and (item.get("modified") or 0) < now - days * 86400:
             break
@@ -277,17 +318,21 @@ def select_window(listed: list[dict[str, Any]], rows: dict[str, int], days: int,
             break
         chosen.append({k: v for k, v in item.items() if k not in ("modified", "validated_at")} | {"rows": count})
         total += count or 0
+        width = (columns or {}).get(item["key"])
+        cells = None if cells is None or count is None or width is None else cells + count * width
     lines = sorted(f"{i['key']}\x1f{i.get('version') or i.get('etag') or ''}" for i in chosen)
     fingerprint = hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
     window = {"days": days or None, "max_rows": max_rows or None, "files": len(chosen), "of": len(listed)}
-    return Snapshot(chosen, fingerprint, total if known else None, window, left_out=len(listed) - len(chosen))
+    return Snapshot(chosen, fingerprint, total if known else None, window, left_out=len(listed) - len(chosen),
+                    cells=cells)
 
 
 def validated_files(ledger: Ledger) -> dict[str, dict]:
-    """Per validated key: its rows as validation counted them, and when it was validated."""
+    """Per validated key: its rows and columns as validation counted them, and when it was validated."""
     files, kwargs = {}, {"TableName": ledger.table, "KeyConditionExpression": "pk = :p",
                          "ExpressionAttributeValues": {":p": {"S": keys.VALIDATED_FILES}},
-                         "ProjectionExpression": "sk, #r, validated_at", "ExpressionAttributeNames": {"#r": "rows"}}
+                         "ProjectionExpression": "sk, #r, #c, validated_at",
+                         "ExpressionAttributeNames": {"#r": "rows", "#c": "columns"}}
     while True:
         page = ledger.client.query(**kwargs)
         for item in page.get("Items", []):

@@ -108,6 +108,7 @@ def test_quality_gate_document_matches_the_contract_shape():
     ("max_upload_bytes", "lots", "'lots'"),
     ("max_upload_bytes", str(10 * 1024 ** 3), "raise lambda_timeout_seconds"),
     ("retain_data", "maybe", "true or false"),
+    ("training_max_cells", "-1", ">= 0"),
     ("lambda_snap_start", "sometimes", "true or false"),
     ("training_hyperparameters", '{"target_column": "y"}', "own config key"),
     ("training_hyperparameters", '{"seed": 7}', "strings"),
@@ -200,3 +201,21 @@ def test_bake_time_and_rollback_alarm_window_are_checked_together():
     longer = load_config(context(stage="dev", alarm_period_seconds="300", alarm_evaluation_periods="3",
                                  alarm_datapoints_to_alarm="2", deploy_bake_seconds="1200"))
     assert longer.rollback_alarm_seconds == 1020
+
+
+def test_the_training_data_limit_follows_the_training_instances_memory():
+    from stacks.config import TRAINING_MEMORY_USABLE_FRACTION, TRAINING_PEAK_BYTES_PER_CELL, instance_memory_gib
+
+    assert [instance_memory_gib(t) for t in ("ml.m5.large", "ml.m5.24xlarge", "ml.c5.9xlarge", "ml.r5d.24xlarge",
+                                             "ml.m7i-flex.xlarge", "ml.c4.8xlarge", "ml.g5.xlarge")] == [
+        8, 384, 72, 768, 16, 60, None]
+    small = load_config(context(stage="dev", training_instance_type="ml.m5.large"))
+    large = load_config(context(stage="dev", training_instance_type="ml.r5.24xlarge"))
+    assert small.training_cell_limit == int(8 * 1024 ** 3 * TRAINING_MEMORY_USABLE_FRACTION / TRAINING_PEAK_BYTES_PER_CELL)
+    assert abs(large.training_cell_limit - 96 * small.training_cell_limit) < 96  # r5.24xlarge: 768 GiB
+    # An explicit limit wins; an instance type sized nowhere here needs one.
+    assert load_config(context(stage="dev", training_max_cells="1000")).training_cell_limit == 1000
+    with pytest.raises(ConfigError, match="set the most rows x columns"):
+        load_config(context(stage="dev", training_instance_type="ml.g5.xlarge"))
+    gpu = load_config(context(stage="dev", training_instance_type="ml.g5.xlarge", training_max_cells="5000000"))
+    assert gpu.training_cell_limit == 5_000_000

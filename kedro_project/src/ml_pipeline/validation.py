@@ -40,7 +40,8 @@ def check_frame(frame: pd.DataFrame, suite: dict, features: list[dict], target: 
                 drift_frame[name] = schema.categorical_values(frame[name])
         drift_result = drift.drift_report(profile, drift_frame)
     rejected, shifted = _row_counts(prepared, suite, target, failing_shift)
-    return {"passed": not failures, "rows": int(len(frame)), "rows_rejected": rejected, "rows_shifted": shifted,
+    return {"passed": not failures, "rows": int(len(frame)), "columns": int(frame.shape[1]),
+            "rows_rejected": rejected, "rows_shifted": shifted,
             "drift": drift_result, "failures": failures, "shifts": shifts,
             "accepted_shift": bool(accept_shift and any(f.get("strict") for f in shifts)),
             "strict_columns": sorted(strict)}

@@ -323,3 +323,40 @@ def test_a_ground_truth_verdict_finds_its_labels_file_from_the_job_when_the_ledg
     assert _done(job)["status"] == "joined"
     [joined] = aws.decisions("ground_truth_joined")
     assert joined["file"] == f"s3://{DATA}/ground-truth/week 48.csv"
+
+
+def test_a_window_larger_than_the_training_instance_holds_is_refused_and_nothing_is_lost(aws, monkeypatch):
+    """The too-large-data decision: validation counted rows x columns; a window of more cells than
+    TRAINING_MAX_CELLS starts no training job, says why in the ledger and to people (the limit and the ways past
+    it), keeps every file, and frees the slot so that a smaller window trains."""
+    from mlops_control import settings
+
+    monkeypatch.setenv("TRAINING_MAX_CELLS", "10")
+    settings.reset()
+    wide = {**PASSED, "rows": 4, "columns": 3}  # 12 cells > 10
+    job, up = _trigger(aws, "incoming/big.csv")
+    aws.put_report("val", job, wide)
+    result = _done(job)
+    assert result["status"] == "validated" and result["training"] == "refused"
+    assert aws.training_jobs() == []
+    [refused] = aws.decisions("training_refused_too_large")
+    assert refused["details"]["cells"] == 12 and refused["details"]["limit_cells"] == 10
+    assert refused["details"]["rows"] == 4 and refused["details"]["instance_type"] == "ml.m5.large"
+    for option in ("training_instance_type", "training_window_max_rows", "training_max_cells"):
+        assert option in refused["reason"]
+    [message] = [n for n in aws.notifications() if "refused" in n["subject"]]
+    assert "12 cells" in message["message"].replace(",", "")
+    assert "running_job" not in aws.state("training")  # the slot is free again
+    # Nothing is lost: the upload and its validated copy are both still there, at the uploaded version.
+    assert aws.s3.head_object(Bucket=DATA, Key="incoming/big.csv")["VersionId"] == up["version"]
+    assert aws.keys(DATA, "validated/") == ["validated/big.csv"]
+
+    # With the newest file alone under the limit (a training window of 3 rows), the next upload trains.
+    monkeypatch.setenv("TRAINING_WINDOW_MAX_ROWS", "3")
+    settings.reset()
+    small, _ = _trigger(aws, "incoming/small.csv")
+    aws.put_report("val", small, {**PASSED, "rows": 3, "columns": 3})  # 9 cells
+    started = _done(small)
+    assert started["training"] == "started" and aws.training_jobs() == [started["job"]]
+    inputs = json.loads(aws.s3.get_object(Bucket=ARTIFACTS, Key=f"models/{started['job']}/inputs.json")["Body"].read())
+    assert [i["uri"].rsplit("/", 1)[-1] for i in inputs["inputs"]] == ["small.csv"]

@@ -266,3 +266,34 @@ def test_the_training_window_keeps_the_newest_files(days, max_rows, expected):
     assert again.fingerprint == snapshot.fingerprint
     listed[-1] = {**listed[-1], "version": "v-new"}
     assert select_window(listed, rows, days, max_rows, now).fingerprint != snapshot.fingerprint
+
+
+def test_the_window_counts_rows_times_columns_and_unknown_widths_are_not_guessed():
+    from mlops_control.training import select_window
+
+    now = 1_800_000_000.0
+    listed = [{"uri": f"s3://{DATA}/validated/{n}", "key": f"validated/{n}", "version": "v", "modified": now - age}
+              for n, age in (("a.csv", 20), ("b.csv", 10))]
+    rows = {"validated/a.csv": 100, "validated/b.csv": 50}
+    assert select_window(listed, rows, 0, 0, now, columns={"validated/a.csv": 21, "validated/b.csv": 20}).cells == 3100
+    # A file validated before validation counted columns: its size is unknown, so the window's is too.
+    assert select_window(listed, rows, 0, 0, now, columns={"validated/b.csv": 20}).cells is None
+    # Only the files in the window count.
+    assert select_window(listed, rows, 0, 60, now, columns={"validated/b.csv": 20}).cells == 1000
+
+
+def test_a_forced_retrain_does_not_override_the_memory_limit(aws, control, monkeypatch):
+    from mlops_control import settings
+    from mlops_control.training import request_training
+
+    monkeypatch.setenv("TRAINING_MAX_CELLS", "5")
+    settings.reset()
+    s = settings.load()
+    _, ledger = control
+    from mlops_control import keys as ledger_keys
+
+    ledger.put_state(ledger_keys.VALIDATED_FILES, "validated/base.csv", {"rows": 2, "columns": 3})
+    request = request_training(s, ledger, "manual:1", "forced", force=True)
+    assert request.outcome == "refused" and aws.training_jobs() == []
+    assert [d["job"] for d in aws.decisions("training_refused_too_large")] == [request.job]
+    assert "running_job" not in aws.state("training")
