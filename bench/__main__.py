@@ -1,4 +1,4 @@
-"""python -m bench [--smoke] [--only serve,batch,hostile,explain,mlflow,train,control,loop,toolchain]
+"""python -m bench [--smoke] [--only serve,batch,hostile,explain,mlflow,train,startup,control,loop,toolchain]
 
 A full run rewrites bench/results.json (the benchmarks it ran; the others keep their last figures) and
 bench/RESULTS.md from it. --smoke runs every benchmark for seconds on tiny inputs and writes only under
@@ -15,7 +15,7 @@ from pathlib import Path
 
 from bench import common, report
 
-ALL = ["serve", "batch", "hostile", "explain", "mlflow", "train", "control", "loop", "toolchain"]
+ALL = ["serve", "batch", "hostile", "explain", "mlflow", "train", "startup", "control", "loop", "toolchain"]
 
 
 def run_one(name: str, args: argparse.Namespace, workdir: Path) -> list[common.Figure]:
@@ -46,6 +46,10 @@ def run_one(name: str, args: argparse.Namespace, workdir: Path) -> list[common.F
         from bench import train_bench
 
         return train_bench.run(smoke=args.smoke, workdir=workdir / "train", big=not args.skip_10m, order=args.train_order)
+    if name == "startup":
+        from bench import startup_bench
+
+        return startup_bench.run(smoke=args.smoke, workdir=workdir / "startup")
     if name == "control":
         from bench import control_bench
 

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-ALL = ["serve", "batch", "hostile", "explain", "mlflow", "train", "control", "loop", "toolchain"]
+ALL = ["serve", "batch", "hostile", "explain", "mlflow", "train", "startup", "control", "loop", "toolchain"]
 # What each benchmark needs before it can measure anything; until then it must say "not measured yet".
 ENTRYPOINTS = Path(sys.executable).parent  # the image's console scripts in this virtualenv
 PREREQUISITES = {
@@ -21,6 +21,7 @@ PREREQUISITES = {
     "explain": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train"],
     "mlflow": [ENTRYPOINTS / "serve", ENTRYPOINTS / "train", ENTRYPOINTS / "mlflow"],  # full mlflow: requirements-dev.txt
     "train": [ENTRYPOINTS / "train"],
+    "startup": [ENTRYPOINTS / "train", ENTRYPOINTS / "validate"],
     "control": [ROOT / "bench" / "control_plane.py"],
     "loop": [ROOT / "local" / "__main__.py"],
     "toolchain": [ROOT / "app.py", ROOT / "cdk.json"],
@@ -71,7 +72,7 @@ def test_figures_are_well_formed(smoke: dict, name: str) -> None:
             assert f["holds"] in (True, False), f"{name}: a figure with a target must say whether it holds: {f}"
 
 
-@pytest.mark.parametrize("name", ["serve", "batch", "hostile", "explain", "mlflow", "train"])
+@pytest.mark.parametrize("name", ["serve", "batch", "hostile", "explain", "mlflow", "train", "startup"])
 def test_model_benchmarks_measure_once_the_container_exists(smoke: dict, name: str) -> None:
     if not all(p.exists() for p in PREREQUISITES[name]):
         pytest.skip(f"{name}: the container's entrypoints have not landed yet")

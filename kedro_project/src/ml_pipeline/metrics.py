@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn import metrics as skm
 
 CLASSIFICATION_METRICS = ("accuracy", "precision", "recall", "f1", "roc_auc")
 REGRESSION_METRICS = ("rmse", "mae", "r2")
@@ -25,6 +24,8 @@ def compute_metrics(model, x: pd.DataFrame, y: pd.Series, task: str, classes: li
     if len(y) == 0:
         return {}
     if task == "regression":
+        from sklearn import metrics as skm  # at first use: `track` and `join-labels` start without scikit-learn
+
         predicted = model.predict(x)
         return {
             "rmse": float(np.sqrt(skm.mean_squared_error(y, predicted))),
@@ -40,6 +41,8 @@ def compute_metrics(model, x: pd.DataFrame, y: pd.Series, task: str, classes: li
 
 
 def _classification(y: pd.Series, predicted, proba: np.ndarray, classes: list, aligned: bool = False) -> dict:
+    from sklearn import metrics as skm
+
     present = set(pd.unique(y))
     # Binary averaging needs every label in the two classes; a label the model never learnt (ground truth, a
     # newer model's class) makes the averages weighted instead of failing.

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 from typing import Any
-
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 
 STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem;color:#222;max-width:1200px}
@@ -21,11 +17,23 @@ img{max-width:100%;height:auto} .grid{display:flex;flex-wrap:wrap;gap:1rem}
 """
 
 
+@functools.cache
+def pyplot():
+    """matplotlib.pyplot on the Agg backend, imported on first use: most reports (validation, monitoring, ground
+    truth, the model card) are tables only, and their jobs should not pay matplotlib's import."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
 def png(figure) -> str:
     """An <img> with the figure as a base64 PNG; closes the figure."""
     buffer = io.BytesIO()
     figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    plt.close(figure)
+    pyplot().close(figure)
     data = base64.b64encode(buffer.getvalue()).decode("ascii")
     return f'<img alt="figure" src="data:image/png;base64,{data}">'
 

@@ -6,7 +6,6 @@ import html
 import platform
 from datetime import UTC, datetime
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import sklearn
@@ -21,7 +20,7 @@ from ml_pipeline import explainability as shap_explanations
 from ml_pipeline import metrics as metric_functions
 from ml_pipeline import model_card as card
 from ml_pipeline.jsonutil import to_jsonable
-from ml_pipeline.plots import page, png, table
+from ml_pipeline.plots import page, png, pyplot, table
 
 FORMAT_VERSION = 1
 
@@ -173,7 +172,7 @@ def _bias(bias: dict) -> str:
 
 def _bias_plot(facets: list[dict]) -> str:
     """Differences (0 = parity) per facet and phase; DI, a ratio, is drawn as DI − 1."""
-    figure, axes = plt.subplots(len(facets), 2, figsize=(10, 2.6 * len(facets)), squeeze=False)
+    figure, axes = pyplot().subplots(len(facets), 2, figsize=(10, 2.6 * len(facets)), squeeze=False)
     for row, facet in zip(axes, facets, strict=True):
         for ax, phase in zip(row, ("pre_training", "post_training"), strict=True):
             values = {k: v for k, v in (facet.get(phase) or {}).items() if v is not None}
@@ -202,7 +201,7 @@ def _explainability(explainability: dict) -> str:
              f"Largest |base value + Σ contributions − output| over the rows: "
              f"{explainability.get('additivity_max_error'):.2g}.</p>"]
     shown = ranking[:20][::-1]
-    figure, ax = plt.subplots(figsize=(6, 0.3 * len(shown) + 1))
+    figure, ax = pyplot().subplots(figsize=(6, 0.3 * len(shown) + 1))
     ax.barh([r["column"] for r in shown], [r["mean_abs_shap"] for r in shown], color="#8172b2")
     ax.set_xlabel("mean |SHAP| (input column, one-hot columns summed)")
     parts.append(png(figure) + table(ranking, ["column", "mean_abs_shap"]))
@@ -249,7 +248,7 @@ def _comparison(comparison: dict, task: str, evaluation: dict) -> str:
 
 def _comparison_plot(comparison: dict, wanted: list[str]) -> str:
     groups = [part for part in ("test", "new") if (comparison.get(part) or {}).get("rows")]
-    figure, axes = plt.subplots(1, len(wanted), figsize=(3.6 * len(wanted), 3.2), squeeze=False)
+    figure, axes = pyplot().subplots(1, len(wanted), figsize=(3.6 * len(wanted), 3.2), squeeze=False)
     width = 0.38
     for ax, name in zip(axes[0], wanted, strict=True):
         positions = np.arange(len(groups))
@@ -291,7 +290,7 @@ def _histograms(frame: pd.DataFrame, data_schema: dict) -> str:
     features = data_schema["features"]
     columns = 4
     rows = max(1, int(np.ceil(len(features) / columns)))
-    figure, axes = plt.subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
+    figure, axes = pyplot().subplots(rows, columns, figsize=(4 * columns, 2.8 * rows), squeeze=False)
     for ax, feature in zip(axes.ravel(), features, strict=False):
         series = frame[feature["name"]].dropna()
         if feature["kind"] == "numeric":
@@ -320,7 +319,7 @@ def _scatter(frame: pd.DataFrame, data_schema: dict, first: str, second: str) ->
     x, x_labels = _axis_values(frame, first, kinds[first], rng)
     y, y_labels = _axis_values(frame, second, kinds[second], rng)
     target = frame[data_schema["target"]]
-    figure, ax = plt.subplots(figsize=(6, 4.5))
+    figure, ax = pyplot().subplots(figsize=(6, 4.5))
     if data_schema["task"] == "classification":
         for label in data_schema["classes"]:
             mask = (target == label).to_numpy()
@@ -341,7 +340,7 @@ def _scatter(frame: pd.DataFrame, data_schema: dict, first: str, second: str) ->
 def _confusion(model: Pipeline, x: pd.DataFrame, y: pd.Series) -> str:
     labels = list(model.classes_)
     matrix = confusion_matrix(y, model.predict(x), labels=labels)
-    figure, ax = plt.subplots(figsize=(4.5, 4))
+    figure, ax = pyplot().subplots(figsize=(4.5, 4))
     ax.imshow(matrix, cmap="Blues")
     for (i, j), count in np.ndenumerate(matrix):
         ax.text(j, i, str(count), ha="center", va="center", color="black")
@@ -355,7 +354,7 @@ def _confusion(model: Pipeline, x: pd.DataFrame, y: pd.Series) -> str:
 def _roc(model: Pipeline, x: pd.DataFrame, y: pd.Series) -> str:
     labels = list(model.classes_)
     proba = model.predict_proba(x)
-    figure, ax = plt.subplots(figsize=(4.5, 4))
+    figure, ax = pyplot().subplots(figsize=(4.5, 4))
     curves = [(labels[1], proba[:, 1])] if len(labels) == 2 else [(c, proba[:, i]) for i, c in enumerate(labels)]
     for label, score in curves:
         positives = (y == label).to_numpy()
@@ -371,7 +370,7 @@ def _roc(model: Pipeline, x: pd.DataFrame, y: pd.Series) -> str:
 
 def _residuals(model: Pipeline, x: pd.DataFrame, y: pd.Series) -> str:
     predicted = model.predict(x)
-    figure, ax = plt.subplots(figsize=(6, 4))
+    figure, ax = pyplot().subplots(figsize=(6, 4))
     ax.scatter(predicted, y.to_numpy(dtype=float) - predicted, s=6, alpha=0.5)
     ax.axhline(0, color="grey", linestyle="--")
     ax.set_xlabel("predicted")
@@ -381,7 +380,7 @@ def _residuals(model: Pipeline, x: pd.DataFrame, y: pd.Series) -> str:
 
 def _importance(importance: list[dict]) -> str:
     shown = importance[:20][::-1]
-    figure, ax = plt.subplots(figsize=(6, 0.3 * len(shown) + 1))
+    figure, ax = pyplot().subplots(figsize=(6, 0.3 * len(shown) + 1))
     ax.barh([r["feature"] for r in shown], [r["importance"] for r in shown], xerr=[r["std"] for r in shown],
             color="#c44e52")
     ax.set_xlabel(f"drop in {importance[0]['scoring'] if importance else 'score'} when shuffled")
