@@ -56,7 +56,9 @@ def test_model_input_has_the_serving_representation(processed):
     model_input = processed["model_input"]
     assert model_input["tenure_months"].dtype == np.float64
     contract = model_input["contract"]
-    assert contract.dtype == object and all(isinstance(v, str) or v != v for v in contract)
+    # Categorical columns are `category` of str values (codes in memory): as an array, what serving builds.
+    assert isinstance(contract.dtype, pd.CategoricalDtype) and contract.cat.categories.dtype == object
+    assert all(isinstance(v, str) or v != v for v in np.asarray(contract, dtype=object))
 
 
 def test_coerce_features_names_a_non_numeric_value():

@@ -47,15 +47,18 @@ class TabularDataset(AbstractDataset[Any, Any]):
     """All CSV/Parquet files under a path as one DataFrame (same header), or one file written by suffix.
 
     `sources: true` indexes the rows by the file they came from (relative path, categorical index `source_file`),
-    so that evaluation can tell rows of files the production model never saw.
+    so that evaluation can tell rows of files the production model never saw. `compact` (default): text columns as
+    pandas `category`, read batch by batch (tabular.read_table): training data of millions of rows in a fraction
+    of the memory one string object per cell takes.
     """
 
-    def __init__(self, path: str, sources: bool = False) -> None:
+    def __init__(self, path: str, sources: bool = False, compact: bool = True) -> None:
         self._path = path
         self._sources = sources
+        self._compact = compact
 
     def load(self) -> Any:
-        return tabular.read_path(self._path, sources=self._sources)
+        return tabular.read_path(self._path, sources=self._sources, compact=self._compact)
 
     def save(self, data: Any) -> None:
         tabular.write_table(data, self._path)
@@ -64,7 +67,7 @@ class TabularDataset(AbstractDataset[Any, Any]):
         return Path(self._path).exists()
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": self._path, "sources": self._sources}
+        return {"path": self._path, "sources": self._sources, "compact": self._compact}
 
 
 def read_model_metadata(path: str | Path) -> dict | None:

@@ -8,10 +8,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.stats import loguniform, randint
+from sklearn.base import clone
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import HistGradientBoostingClassifier, HistGradientBoostingRegressor
 from sklearn.impute import SimpleImputer
-from sklearn.model_selection import KFold, RandomizedSearchCV, StratifiedKFold
+from sklearn.model_selection import KFold, RandomizedSearchCV, StratifiedKFold, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
@@ -78,7 +79,7 @@ def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, tuning: di
     started = time.perf_counter()
     summary: dict[str, Any] = {"tuning_iterations": iterations}
     if iterations <= 0:
-        pipeline.fit(x, y)
+        fit_lean(pipeline, x, y)
         summary["fit_seconds"] = round(time.perf_counter() - started, 3)
         return pipeline, summary
     folds = int(tuning.get("cv_folds", 3))
@@ -99,6 +100,124 @@ def fit(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series, task: str, tuning: di
         "fit_seconds": round(time.perf_counter() - started, 3),
     })
     return search.best_estimator_, summary
+
+
+# Rows transformed at a time when the model's input matrix is filled: the transient copies of one chunk stay small.
+TRANSFORM_CHUNK_ROWS = 16_384
+
+
+def fit_lean(pipeline: Pipeline, x: pd.DataFrame, y: pd.Series) -> Pipeline:
+    """`pipeline.fit(x, y)` to the same fitted Pipeline, without its copies of the data.
+
+    `pipeline.fit` transforms all of `x` at once (the ColumnTransformer's parts and their concatenation: ≈ 4× the
+    float64 matrix), then the estimator's early stopping copies the matrix again to hold out its validation rows.
+    Here each part of the ColumnTransformer is fitted on its own columns, the matrix is filled chunk by chunk, and
+    the hold-out rows are the very rows the estimator would draw (same seed, same stratified split), filled into
+    their own matrix and passed as `X_val`: the same model, bit for bit (tests/kedro_project/test_model.py).
+    Pipelines of another shape, or estimator settings this path does not reproduce, are fitted by `pipeline.fit`.
+    """
+    rows = _early_stopping_rows(pipeline, y)
+    if rows is None:
+        return pipeline.fit(x, y)
+    preprocess, estimator = pipeline.steps[0][1], pipeline.steps[-1][1]
+    _fit_column_transformer(preprocess, x)
+    train, held_out = rows
+    if held_out is None:
+        estimator.fit(_transformed(preprocess, x, train), y)
+    else:
+        estimator.fit(_transformed(preprocess, x, train), y.iloc[train],
+                      X_val=_transformed(preprocess, x, held_out), y_val=y.iloc[held_out])
+    return pipeline
+
+
+def _early_stopping_rows(pipeline: Pipeline, y: pd.Series) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(rows the trees are fitted on, the estimator's early-stopping rows or None), as the estimator's `fit` would
+    split them; None when this path would not give the same model (then `pipeline.fit` fits)."""
+    if len(pipeline.steps) != 2 or not isinstance(pipeline.steps[0][1], ColumnTransformer):
+        return None
+    estimator = pipeline.steps[-1][1]
+    if not isinstance(estimator, HistGradientBoostingClassifier | HistGradientBoostingRegressor):
+        return None
+    seed = estimator.random_state
+    if not isinstance(seed, int | np.integer) or estimator.warm_start or estimator.get_params().get("class_weight") \
+            is not None or estimator.validation_fraction is None:
+        return None
+    n = len(y)
+    stopping = n > 10_000 if estimator.early_stopping == "auto" else bool(estimator.early_stopping)
+    everything = np.arange(n)
+    if not stopping:
+        return everything, None
+    # HistGradientBoosting's fit: its first draw from RandomState(random_state) seeds the train/validation split,
+    # stratified by the class for a classifier.
+    split_seed = np.random.RandomState(seed).randint(np.iinfo(np.uint32).max, dtype="u8")
+    stratify = y.to_numpy() if isinstance(estimator, HistGradientBoostingClassifier) else None
+    train, held_out = train_test_split(everything, test_size=estimator.validation_fraction, stratify=stratify,
+                                       random_state=split_seed)
+    if estimator.early_stopping == "auto" and len(train) <= 10_000:
+        return None  # given X_val, "auto" decides on the fitted rows alone: it would not stop early
+    return train, held_out
+
+
+def _fit_column_transformer(preprocess: ColumnTransformer, x: pd.DataFrame) -> None:
+    """Fit `preprocess` as its `fit(x)` does, each part on its own columns, without transforming x.
+
+    The structure (input columns, names, remainder) comes from fitting on the first rows; the parts fitted on every
+    row then replace the ones fitted there, and the output slices are recounted from their output widths.
+    """
+    preprocess.fit(x.iloc[:min(len(x), 64)])
+    fitted = []
+    for name, transformer, columns in preprocess.transformers_:
+        if transformer in ("drop", "passthrough") or len(columns) == 0:
+            fitted.append((name, transformer, columns))
+            continue
+        part = _fit_part(clone(dict((n, t) for n, t, _ in preprocess.transformers)[name]), x[list(columns)])
+        fitted.append((name, part, columns))
+    preprocess.transformers_ = fitted
+    start, indices = 0, {}
+    for name, transformer, columns in fitted:
+        if transformer == "drop" or len(columns) == 0:
+            continue
+        width = len(columns) if transformer == "passthrough" else len(transformer.get_feature_names_out())
+        indices[name] = slice(start, start + width)
+        start += width
+    preprocess.output_indices_ = {**{k: slice(0, 0) for k in preprocess.output_indices_}, **indices}
+
+
+# Columns whose medians the imputer computes at a time (numpy's masked median holds ≈ 4 sorted copies of its input).
+MEDIAN_COLUMNS = 2
+
+
+def _fit_part(part, x: pd.DataFrame):
+    """`part.fit(x)`; a Pipeline led by a median SimpleImputer gets its medians column group by column group.
+
+    A median is an order statistic, the same whichever columns are computed beside it; the imputer's other fitted
+    attributes come from a fit on every column. The later steps are fitted on the imputed matrix as Pipeline.fit
+    fits them (a scaler's sums depend on that matrix's layout, so they see the very same one).
+    """
+    steps = getattr(part, "steps", None)
+    imputer = steps[0][1] if steps else None
+    if not isinstance(imputer, SimpleImputer) or imputer.strategy != "median" or imputer.add_indicator \
+            or len(x.columns) <= MEDIAN_COLUMNS:
+        return part.fit(x)
+    medians = [clone(imputer).fit(x.iloc[:, i:i + MEDIAN_COLUMNS]).statistics_
+               for i in range(0, len(x.columns), MEDIAN_COLUMNS)]
+    imputer.fit(x.iloc[:1])
+    imputer.statistics_ = np.concatenate(medians)
+    transformed = imputer.transform(x)
+    for _, step in steps[1:-1]:
+        transformed = step.fit_transform(transformed)
+    steps[-1][1].fit(transformed)
+    return part
+
+
+def _transformed(preprocess: ColumnTransformer, x: pd.DataFrame, rows: np.ndarray) -> np.ndarray:
+    """preprocess.transform(x.iloc[rows]) filled chunk by chunk into one float64 array (the estimator's dtype)."""
+    width = max((s.stop for s in preprocess.output_indices_.values()), default=0)
+    out = np.empty((len(rows), width), dtype=np.float64)
+    for start in range(0, len(rows), TRANSFORM_CHUNK_ROWS):
+        chunk = rows[start:start + TRANSFORM_CHUNK_ROWS]
+        out[start:start + len(chunk)] = preprocess.transform(x.iloc[chunk])
+    return out
 
 
 def _plain(value: Any) -> Any:

@@ -60,28 +60,60 @@ def coerce_target(target: pd.Series, task: str, classes: list | None) -> pd.Seri
         return numeric.astype("float64")
     if classes and isinstance(classes[0], int):
         return target.astype("int64")
+    if isinstance(target.dtype, pd.CategoricalDtype):
+        # One str object per class shared by every row, not one per row (a million rows: 8 MB, not 60).
+        names = np.array([str(v) for v in target.cat.categories] + ["nan"], dtype=object)
+        codes = target.cat.codes.to_numpy()
+        return pd.Series(names[np.where(codes >= 0, codes, len(names) - 1)], index=target.index, name=target.name,
+                         dtype=object)
     return target.astype(str).astype(object)
 
 
-def coerce_features(frame: pd.DataFrame, features: list[dict]) -> pd.DataFrame:
+def coerce_features(frame: pd.DataFrame, features: list[dict], compact: bool = False) -> pd.DataFrame:
     """Features in the model's input representation: numeric → float64, categorical → object of str/NaN.
 
-    Serving builds exactly this representation, so training and serving see identical inputs.
+    Serving builds exactly this representation, so training and serving see identical inputs. `compact`:
+    categorical → pandas `category` of the same str values (codes, not one object per cell), which the model's
+    Pipeline transforms exactly as the object columns. A float64 column is shared with `frame`, not copied.
     """
     columns = {}
     for feature in features:
         name = feature["name"]
         series = frame[name]
-        if feature["kind"] == "numeric":
+        if feature["kind"] == "numeric" and series.dtype == np.float64:
+            columns[name] = series  # nothing to coerce: the same data (copy-on-write), not a copy
+        elif feature["kind"] == "numeric":
             numeric = pd.to_numeric(series, errors="coerce")
             bad = series[numeric.isna() & series.notna()]
             if len(bad):
                 raise DataError(f"column {name!r} must be numeric but holds e.g. {[str(v) for v in bad.unique()[:5]]}")
-            columns[name] = pd.Series(numeric.astype("float64").to_numpy(), index=frame.index, dtype="float64")
+            columns[name] = numeric.astype("float64")
+        elif compact:
+            columns[name] = pd.Series(categorical_codes(series), index=frame.index, copy=False)
         else:
             # dtype=object explicitly: pandas 3 would otherwise infer its `str` dtype.
             columns[name] = pd.Series(categorical_values(series), index=frame.index, dtype=object)
-    return pd.DataFrame(columns, index=frame.index)
+    # copy=False: the columns are new or (float64, compact categories) shared copy-on-write with `frame`.
+    return pd.DataFrame(columns, index=frame.index, copy=False)
+
+
+def categorical_codes(series: pd.Series) -> pd.Categorical:
+    """`categorical_values` as a Categorical: the same str values and missing cells, each distinct value stored once
+    (categories sorted, of dtype object like the values serving builds)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        values = series.array
+        categories = values.categories
+        if categories.dtype == object and pd.api.types.infer_dtype(categories, skipna=True) == "string":
+            return values  # text categories already: shared, not copied
+        labels = np.array([str(v) for v in categories], dtype=object)
+        names = np.unique(labels)  # distinct categories may print alike (1 and "1"): they become one
+        remap = np.searchsorted(names, labels).astype(np.int32)
+        codes = np.full(len(values), -1, dtype=np.int32)
+        present = values.codes >= 0
+        codes[present] = remap[values.codes[present]]
+        return pd.Categorical.from_codes(codes, categories=pd.Index(names, dtype=object))
+    codes, names = pd.factorize(categorical_values(series), sort=True)
+    return pd.Categorical.from_codes(codes, categories=pd.Index(np.asarray(names, dtype=object), dtype=object))
 
 
 def categorical_values(series: pd.Series) -> np.ndarray:

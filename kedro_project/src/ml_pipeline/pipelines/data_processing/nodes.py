@@ -20,15 +20,36 @@ def clean_data(raw: pd.DataFrame, target_column: str) -> tuple[pd.DataFrame, pd.
         raise DataError("the training data has no rows")
     if target_column not in raw.columns:
         raise DataError(f"target column {target_column!r} not found; the columns are: {', '.join(map(str, raw.columns))}")
-    frame = raw.replace([np.inf, -np.inf], np.nan)
-    keep = frame[target_column].notna().to_numpy() & frame.drop(columns=[target_column]).notna().any(axis=1).to_numpy()
+    # Column by column and without copying the frame: only a column that holds an infinity is rewritten.
+    columns = {name: _without_infinities(raw[name]) for name in raw.columns}
+    frame = pd.DataFrame(columns, index=raw.index, copy=False)
+    keep = frame[target_column].notna().to_numpy().copy()
+    any_feature = np.zeros(len(frame), dtype=bool)
+    for name in frame.columns:
+        if name != target_column:
+            any_feature |= frame[name].notna().to_numpy()
+    keep &= any_feature
     if not keep.any():
         raise DataError(f"no row has a value in the target column {target_column!r}")
     if raw.index.name == SOURCE_INDEX:
         sources = pd.Series(pd.Categorical(raw.index[keep]), name=SOURCE_INDEX)
     else:
         sources = pd.Series(pd.Categorical([None] * int(keep.sum()), categories=[]), name=SOURCE_INDEX)
-    return frame[keep].reset_index(drop=True), sources
+    kept = frame if keep.all() else frame[keep]  # usually every row stays: no copy then
+    return kept.reset_index(drop=True), sources
+
+
+def _without_infinities(series: pd.Series) -> pd.Series:
+    """±inf → NaN (the series itself when it has none)."""
+    if series.dtype.kind == "f":
+        infinite = np.isinf(series.to_numpy())
+        return series.mask(infinite) if infinite.any() else series
+    if series.dtype == object:
+        return series.replace([np.inf, -np.inf], np.nan)
+    if isinstance(series.dtype, pd.CategoricalDtype):
+        infinite = [c for c in series.cat.categories if isinstance(c, float) and np.isinf(c)]
+        return series.cat.remove_categories(infinite) if infinite else series
+    return series
 
 
 def infer_schema(cleaned: pd.DataFrame, target_column: str, task: str) -> dict:
@@ -44,8 +65,9 @@ def infer_schema(cleaned: pd.DataFrame, target_column: str, task: str) -> dict:
 
 
 def prepare_model_input(cleaned: pd.DataFrame, data_schema: dict) -> pd.DataFrame:
-    """Features in the model's input representation (as serving builds them) plus the coerced target."""
-    frame = schema.coerce_features(cleaned, data_schema["features"])
+    """Features in the model's input representation (as serving builds them, categorical columns as `category` of
+    the same str values) plus the coerced target."""
+    frame = schema.coerce_features(cleaned, data_schema["features"], compact=True)
     target = data_schema["target"]
     frame[target] = schema.coerce_target(cleaned[target], data_schema["task"], data_schema["classes"]).to_numpy()
     return frame
