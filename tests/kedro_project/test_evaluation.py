@@ -30,6 +30,32 @@ def test_metrics_on_test_and_validation(fitted, processed):
     assert all(0.0 <= v <= 1.0 for v in metrics["test"].values())
 
 
+def test_metrics_take_labels_from_the_probabilities_exactly_as_predict_gives_them(fitted, processed):
+    """Scoring predicts once: the labels come from predict_proba's argmax, which must be `predict` row for row, and
+    the metrics must equal scikit-learn's on `predict`'s labels."""
+    from sklearn import metrics as skm
+
+    from ml_pipeline import metrics as metric_functions
+
+    model, schema, test = fitted[0], processed["schema"], processed["test"]
+    features = [f["name"] for f in schema["features"]]
+    proba = model.predict_proba(test[features])
+    labels = metric_functions._labels(model, proba, test[features])
+    assert list(labels) == list(model.predict(test[features]))
+    computed = metric_functions.compute_metrics(model, test[features], test["churn"], "classification")
+    assert computed["accuracy"] == skm.accuracy_score(test["churn"], model.predict(test[features]))
+    assert computed["f1"] == skm.f1_score(test["churn"], model.predict(test[features]), pos_label=model.classes_[1])
+
+
+def test_the_comparison_reuses_the_evaluations_test_metrics(fitted, processed):
+    metrics = nodes.evaluate_model(fitted[0], processed["test"], processed["validation"], processed["schema"])
+    sources = processed["test"].index.to_series().map(lambda _: "churn.csv")
+    reused = nodes.compare_with_champion(fitted[0], None, processed["test"], sources, processed["schema"], LINEAGE,
+                                         metrics)
+    computed = nodes.compare_with_champion(fitted[0], None, processed["test"], sources, processed["schema"], LINEAGE)
+    assert reused["test"]["challenger"] == computed["test"]["challenger"] == metrics["test"]
+
+
 def test_permutation_importance_ranks_real_signal_above_noise(fitted, processed):
     importance = nodes.compute_importance(fitted[0], processed["validation"], processed["schema"], EVALUATION)
     ranking = [row["feature"] for row in importance]
@@ -41,7 +67,8 @@ def test_permutation_importance_ranks_real_signal_above_noise(fitted, processed)
 def test_report_has_every_section_with_embedded_pngs(fitted, processed, responsible):
     model, summary = fitted
     importance = nodes.compute_importance(model, processed["validation"], processed["schema"], EVALUATION)
-    html = nodes.build_evaluation_report(model, processed["model_input"], processed["test"], processed["schema"],
+    described = nodes.describe_model_input(processed["model_input"], processed["schema"], EVALUATION)
+    html = nodes.build_evaluation_report(model, described, processed["test"], processed["schema"],
                                          responsible["metrics"], importance, summary, EVALUATION, None,
                                          responsible["bias"], responsible["explainability"], responsible["model_card"])
     for section in ("Metrics", "Summary statistics", "Distributions", "Two most important features",
@@ -56,7 +83,8 @@ def test_report_has_every_section_with_embedded_pngs(fitted, processed, responsi
 def test_report_without_facets_says_so(fitted, processed, responsible):
     model, summary = fitted
     unconfigured = nodes.compute_bias(model, processed["train"], processed["test"], processed["schema"], None)
-    html = nodes.build_evaluation_report(model, processed["model_input"], processed["test"], processed["schema"],
+    described = nodes.describe_model_input(processed["model_input"], processed["schema"], EVALUATION)
+    html = nodes.build_evaluation_report(model, described, processed["test"], processed["schema"],
                                          responsible["metrics"], [], summary, EVALUATION, None, unconfigured,
                                          responsible["explainability"], responsible["model_card"])
     assert "<h2>Bias</h2><p>no facets configured (responsible_ml.facets).</p>" in html

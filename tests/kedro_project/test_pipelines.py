@@ -66,3 +66,14 @@ def test_monitoring_pipeline(pipelines, parameters, trained_catalog):
     report = catalog.load("monitoring_report")
     assert report["kind"] == "monitor" and report["rows"] == 40 and report["records_unreadable"] == 0
     assert "Monitoring report" in catalog.load("monitoring_report_html")
+
+
+def test_the_whole_input_is_released_before_training():
+    """Kedro releases an in-memory dataset after its last consumer: no node from training on may read
+    model_input, or the whole input stays in memory beside its splits at training's peak."""
+    from ml_pipeline.pipelines import data_processing, evaluation, training
+
+    run = data_processing.create_pipeline() + training.create_pipeline() + evaluation.create_pipeline()
+    names = [node.name for node in run.nodes]
+    readers = [node.name for node in run.nodes if "model_input" in node.inputs]
+    assert readers and all(names.index(reader) < names.index("train_model") for reader in readers), readers

@@ -52,15 +52,17 @@ def champion_blocker(champion_metadata: dict, data_schema: dict) -> str | None:
 
 
 def compare(challenger, champion: dict | None, test_set: pd.DataFrame, test_sources: pd.Series, data_schema: dict,
-            lineage: dict) -> dict:
-    """The `comparison` object: both models' metrics on the test split and on its new rows."""
+            lineage: dict, challenger_test_metrics: dict | None = None) -> dict:
+    """The `comparison` object: both models' metrics on the test split and on its new rows.
+    `challenger_test_metrics`: the challenger's metrics on this very test split when already computed (evaluation's)."""
     names = [f["name"] for f in data_schema["features"]]
     target, task = data_schema["target"], data_schema["task"]
     y = test_set[target]
+    if challenger_test_metrics is None:
+        challenger_test_metrics = metric_functions.compute_metrics(challenger, test_set[names], y, task)
     result: dict[str, Any] = {
         "champion": {"scored": False, "reason": NO_CHAMPION},
-        "test": {"rows": int(len(test_set)),
-                 "challenger": metric_functions.compute_metrics(challenger, test_set[names], y, task)},
+        "test": {"rows": int(len(test_set)), "challenger": dict(challenger_test_metrics)},
     }
     if champion is None:
         return result

@@ -34,10 +34,21 @@ def compute_metrics(model, x: pd.DataFrame, y: pd.Series, task: str, classes: li
         }
     model_classes = list(model.classes_)
     proba = model.predict_proba(x)
-    predicted = model.predict(x)
+    predicted = _labels(model, proba, x)
     if classes is None or list(classes) == model_classes:
         return _classification(y, predicted, proba, model_classes)
     return _classification(y, predicted, _aligned(proba, model_classes, list(classes)), list(classes), aligned=True)
+
+
+def _labels(model, proba: np.ndarray, x: pd.DataFrame):
+    """The model's predicted labels. HistGradientBoosting's `predict` is `classes_[argmax(predict_proba)]`: taken
+    from the probabilities already computed, it costs no second pass over the trees (half of scoring 200k rows)."""
+    from sklearn.ensemble import HistGradientBoostingClassifier
+
+    estimator = model.steps[-1][1] if hasattr(model, "steps") else model
+    if isinstance(estimator, HistGradientBoostingClassifier):
+        return model.classes_[np.argmax(proba, axis=1)]
+    return model.predict(x)
 
 
 def _classification(y: pd.Series, predicted, proba: np.ndarray, classes: list, aligned: bool = False) -> dict:

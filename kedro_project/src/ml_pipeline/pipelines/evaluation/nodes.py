@@ -44,10 +44,12 @@ def evaluate_model(model: Pipeline, test_set: pd.DataFrame, validation_set: pd.D
 
 
 def compare_with_champion(model: Pipeline, champion_model: dict | None, test_set: pd.DataFrame,
-                          test_sources: pd.Series, data_schema: dict, lineage: dict) -> dict:
+                          test_sources: pd.Series, data_schema: dict, lineage: dict,
+                          model_metrics: dict | None = None) -> dict:
     """Champion (production model, if any) and challenger on the same rows: the test split and its new rows."""
     with _one_thread():
-        return champion_comparison.compare(model, champion_model, test_set, test_sources, data_schema, lineage)
+        return champion_comparison.compare(model, champion_model, test_set, test_sources, data_schema, lineage,
+                                           challenger_test_metrics=(model_metrics or {}).get("test"))
 
 
 def compute_importance(model: Pipeline, validation_set: pd.DataFrame, data_schema: dict, evaluation: dict) -> list[dict]:
@@ -99,7 +101,15 @@ def build_model_card(data_schema: dict, model_metrics: dict, training_summary: d
                                              explainability, config, _runtime(), len(test_set)))
 
 
-def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set: pd.DataFrame, data_schema: dict,
+def describe_model_input(model_input: pd.DataFrame, data_schema: dict, evaluation: dict) -> dict:
+    """What the report shows of the whole input: its size, summary statistics and a plotting sample. Taken as soon as
+    the input exists, so that Kedro releases the input itself before training (≈ 0.1 GiB per million rows)."""
+    limit, seed = int(evaluation["plot_max_rows"]), int(evaluation["seed"])
+    sample = model_input.sample(n=limit, random_state=seed) if len(model_input) > limit else model_input.copy()
+    return {"rows": int(len(model_input)), "summary": _summary_rows(model_input, data_schema), "plot_data": sample}
+
+
+def build_evaluation_report(model: Pipeline, input_description: dict, test_set: pd.DataFrame, data_schema: dict,
                             model_metrics: dict, importance: list[dict], training_summary: dict,
                             evaluation: dict, comparison: dict | None = None, bias: dict | None = None,
                             explainability: dict | None = None, model_card: dict | None = None) -> str:
@@ -109,9 +119,9 @@ def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set
     target, task = data_schema["target"], data_schema["task"]
     limit = int(evaluation["plot_max_rows"])
     seed = int(evaluation["seed"])
-    plot_data = model_input.sample(n=limit, random_state=seed) if len(model_input) > limit else model_input
+    plot_data = input_description["plot_data"]
     test_sample = test_set.sample(n=limit, random_state=seed) if len(test_set) > limit else test_set
-    parts = [f"<p>Task <b>{task}</b>, target <b>{html.escape(target)}</b>, {len(model_input)} rows "
+    parts = [f"<p>Task <b>{task}</b>, target <b>{html.escape(target)}</b>, {input_description['rows']} rows "
              f"({training_summary.get('train_rows')} train / {len(test_set)} test). "
              f"Fit in {training_summary.get('fit_seconds')} s.</p>"]
     parts.append("<h2>Metrics</h2>" + table([{"split": s, **m} for s, m in model_metrics.items()]))
@@ -123,7 +133,9 @@ def build_evaluation_report(model: Pipeline, model_input: pd.DataFrame, test_set
                                                  "folds": training_summary["cv_folds"],
                                                  "iterations": training_summary["tuning_iterations"],
                                                  **training_summary["best_params"]}]))
-    parts.append("<h2>Summary statistics</h2>" + _summary_table(model_input, data_schema))
+    parts.append("<h2>Summary statistics</h2>" + table(input_description["summary"],
+                                                       ["feature", "kind", "missing %", "mean", "std", "min", "max",
+                                                        "top"]))
     parts.append("<h2>Distributions</h2>" + _histograms(plot_data, data_schema))
     if len(importance) >= 2:
         parts.append("<h2>Two most important features</h2>" + _scatter(plot_data, data_schema, importance[0]["feature"],
@@ -268,7 +280,7 @@ def _comparison_plot(comparison: dict, wanted: list[str]) -> str:
     return png(figure)
 
 
-def _summary_table(frame: pd.DataFrame, data_schema: dict) -> str:
+def _summary_rows(frame: pd.DataFrame, data_schema: dict) -> list[dict]:
     rows = []
     for feature in data_schema["features"]:
         series = frame[feature["name"]]
@@ -283,7 +295,7 @@ def _summary_table(frame: pd.DataFrame, data_schema: dict) -> str:
                         })
             row["distinct"] = int(series.nunique())
         rows.append(row)
-    return table(rows, ["feature", "kind", "missing %", "mean", "std", "min", "max", "top"])
+    return rows
 
 
 def _histograms(frame: pd.DataFrame, data_schema: dict) -> str:

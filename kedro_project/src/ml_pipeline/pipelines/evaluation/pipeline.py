@@ -4,7 +4,7 @@ SHAP explanations, model card, HTML report, metadata.json."""
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (assemble_metadata, build_evaluation_report, build_model_card, compare_with_champion, compute_bias,
-                    compute_importance, evaluate_model, explain_model)
+                    compute_importance, describe_model_input, evaluate_model, explain_model)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -12,7 +12,7 @@ def create_pipeline(**kwargs) -> Pipeline:
         Node(evaluate_model, ["model", "test_set", "validation_set", "data_schema"], "model_metrics",
              name="evaluate_model"),
         Node(compare_with_champion, ["model", "champion_model", "test_set", "test_sources", "data_schema",
-                                     "params:lineage"], "comparison", name="compare_with_champion"),
+                                     "params:lineage", "model_metrics"], "comparison", name="compare_with_champion"),
         Node(compute_importance, ["model", "validation_set", "data_schema", "params:evaluation"], "feature_importance",
              name="compute_importance"),
         Node(compute_bias, ["model", "train_set", "test_set", "data_schema", "params:responsible_ml"], "bias_report",
@@ -22,7 +22,9 @@ def create_pipeline(**kwargs) -> Pipeline:
         Node(build_model_card, ["data_schema", "model_metrics", "training_summary", "params:lineage", "bias_report",
                                 "explainability", "params:responsible_ml", "test_set"], "model_card",
              name="build_model_card"),
-        Node(build_evaluation_report, ["model", "model_input", "test_set", "data_schema", "model_metrics",
+        Node(describe_model_input, ["model_input", "data_schema", "params:evaluation"], "input_description",
+             name="describe_model_input"),
+        Node(build_evaluation_report, ["model", "input_description", "test_set", "data_schema", "model_metrics",
                                        "feature_importance", "training_summary", "params:evaluation", "comparison",
                                        "bias_report", "explainability", "model_card"],
              "evaluation_report", name="build_evaluation_report"),
