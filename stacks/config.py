@@ -55,10 +55,12 @@ MAX_PREFIX_LENGTH = 24  # keeps P-artifacts-<account>-<region> within S3's 63 ch
 ASSUMED_COPY_BYTES_PER_SECOND = 100 * 1024 ** 2
 COPY_RESERVE_SECONDS = 30
 # The most data one training job is given, in cells (rows x columns of the training window), when the stage leaves
-# training_max_cells at 0: what the training instance's memory holds (docs/scale.md). The peak memory per cell is
-# measured by bench/train_bench.py (the training job's kernel max RSS at 1M and 10M rows x 20 columns, including the
-# interpreter, evaluation and the report); the OS, the container and SageMaker's agents keep the rest of the memory.
-TRAINING_PEAK_BYTES_PER_CELL = 64
+# training_max_cells at 0: what the training instance's memory holds (docs/scale.md). bench/train_bench.py measures
+# the training job's peak memory (kernel max RSS): a fixed part (interpreter, libraries, the evaluation's fixed work)
+# plus a part that grows with the cells (its slope between 1M and 10M rows x 21 columns: 0.56 GiB per million rows,
+# 28.6 bytes a cell, on 2026-12-05; rounded up). The OS, the container and SageMaker's agents keep the rest.
+TRAINING_PEAK_BYTES_PER_CELL = 30
+TRAINING_FIXED_MEMORY_GIB = 0.5
 TRAINING_MEMORY_USABLE_FRACTION = 0.8
 # GiB of memory per vCPU of SageMaker's general-purpose (m), compute (c) and memory (r) instance families from the
 # 4th generation on (c4 and c5n differ, and GPU instances are not sized here: set training_max_cells for them).
@@ -192,7 +194,8 @@ class StageConfig:
         if self.training_max_cells:
             return self.training_max_cells
         memory = instance_memory_gib(self.training_instance_type) or 0
-        return int(memory * 1024 ** 3 * TRAINING_MEMORY_USABLE_FRACTION / TRAINING_PEAK_BYTES_PER_CELL)
+        usable = memory * TRAINING_MEMORY_USABLE_FRACTION - TRAINING_FIXED_MEMORY_GIB
+        return max(0, int(usable * 1024 ** 3 / TRAINING_PEAK_BYTES_PER_CELL))
 
     @property
     def rollback_alarm_seconds(self) -> int:

@@ -204,15 +204,19 @@ def test_bake_time_and_rollback_alarm_window_are_checked_together():
 
 
 def test_the_training_data_limit_follows_the_training_instances_memory():
-    from stacks.config import TRAINING_MEMORY_USABLE_FRACTION, TRAINING_PEAK_BYTES_PER_CELL, instance_memory_gib
+    from stacks.config import (TRAINING_FIXED_MEMORY_GIB, TRAINING_MEMORY_USABLE_FRACTION, TRAINING_PEAK_BYTES_PER_CELL,
+                               instance_memory_gib)
 
     assert [instance_memory_gib(t) for t in ("ml.m5.large", "ml.m5.24xlarge", "ml.c5.9xlarge", "ml.r5d.24xlarge",
                                              "ml.m7i-flex.xlarge", "ml.c4.8xlarge", "ml.g5.xlarge")] == [
         8, 384, 72, 768, 16, 60, None]
     small = load_config(context(stage="dev", training_instance_type="ml.m5.large"))
     large = load_config(context(stage="dev", training_instance_type="ml.r5.24xlarge"))
-    assert small.training_cell_limit == int(8 * 1024 ** 3 * TRAINING_MEMORY_USABLE_FRACTION / TRAINING_PEAK_BYTES_PER_CELL)
-    assert abs(large.training_cell_limit - 96 * small.training_cell_limit) < 96  # r5.24xlarge: 768 GiB
+    usable = 8 * TRAINING_MEMORY_USABLE_FRACTION - TRAINING_FIXED_MEMORY_GIB  # ml.m5.large: 8 GiB
+    assert small.training_cell_limit == int(usable * 1024 ** 3 / TRAINING_PEAK_BYTES_PER_CELL)
+    usable = 768 * TRAINING_MEMORY_USABLE_FRACTION - TRAINING_FIXED_MEMORY_GIB  # ml.r5.24xlarge: 768 GiB
+    assert large.training_cell_limit == int(usable * 1024 ** 3 / TRAINING_PEAK_BYTES_PER_CELL)
+    assert large.training_cell_limit > 100 * small.training_cell_limit  # the fixed part does not grow with it
     # An explicit limit wins; an instance type sized nowhere here needs one.
     assert load_config(context(stage="dev", training_max_cells="1000")).training_cell_limit == 1000
     with pytest.raises(ConfigError, match="set the most rows x columns"):
