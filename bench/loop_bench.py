@@ -32,7 +32,7 @@ def clean_copy(dest: Path) -> Path:
 def run(*, smoke: bool, workdir: Path) -> list[common.Figure]:
     if not (common.ROOT / "local" / "__main__.py").exists():
         why = "local/ (the embedded stack) has not landed"
-        return [common.not_measured(BENCH, "upload → new model serving", why, "≤ 30 s"),
+        return [common.not_measured(BENCH, "upload → new model serving", why, "≤ 15 s"),
                 common.not_measured(BENCH, "make demo on a clean copy", why, "≤ 5 min")]
     if smoke:
         # A demo takes minutes; the smoke only proves the command the benchmark drives is there.
@@ -41,7 +41,7 @@ def run(*, smoke: bool, workdir: Path) -> list[common.Figure]:
         if done.returncode != 0 or "demo" not in done.stdout:
             raise RuntimeError(f"python -m local --help failed: {done.stderr[-800:]}")
         note = "skipped in smoke mode (a demo takes minutes); `python -m local --help` answers"
-        return [common.Figure(BENCH, "upload → new model serving", None, "s", target="≤ 30 s", note=note),
+        return [common.Figure(BENCH, "upload → new model serving", None, "s", target="≤ 15 s", note=note),
                 common.Figure(BENCH, "make demo on a clean copy", None, "s", target="≤ 5 min", note=note)]
     workdir.mkdir(parents=True, exist_ok=True)
     tree = clean_copy(Path(tempfile.mkdtemp(prefix="bench-clean-", dir=workdir)) / "repo")
@@ -52,8 +52,8 @@ def run(*, smoke: bool, workdir: Path) -> list[common.Figure]:
         raise RuntimeError(f"make demo exited {m.returncode}; log {workdir / 'make-demo.log'}: {m.output[-1500:]}")
     upload = float(loop.group(1)) if loop else None
     return [
-        common.Figure(BENCH, "upload → new model serving (make demo's sample data)", upload, "s", target="≤ 30 s",
-                      holds=None if upload is None else upload <= 30,
+        common.Figure(BENCH, "upload → new model serving (make demo's sample data)", upload, "s", target="≤ 15 s",
+                      holds=None if upload is None else upload <= 15,
                       note="" if loop else "the demo did not print its upload → serving line"),
         common.Figure(BENCH, "make demo on a clean copy (install + synth + loop + stop)", m.wall_s, "s", target="≤ 5 min",
                       holds=m.wall_s <= 300, note=f"peak memory {m.peak_rss_mib:.0f} MiB"),
