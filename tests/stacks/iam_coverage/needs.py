@@ -309,11 +309,11 @@ def _s3_requests(b: RequestBuilder, app: App, op: str, kw: DictV, names: dict[st
     keys = concrete(names.get("Key", {WILD}))
     versioned = present(kw, "VersionId")
 
-    def read(bucket: str, key: str, *, tagging: bool, why: str) -> None:
+    def read(bucket: str, key: str, *, by_version: bool, tagging: bool, why: str) -> None:
         obj = s3_object(bucket, key)
-        b.add("s3:GetObjectVersion" if versioned_read else "s3:GetObject", obj, why=why)
+        b.add("s3:GetObjectVersion" if by_version else "s3:GetObject", obj, why=why)
         if tagging:
-            b.add("s3:GetObjectVersionTagging" if versioned_read else "s3:GetObjectTagging", obj, why="copy-source")
+            b.add("s3:GetObjectVersionTagging" if by_version else "s3:GetObjectTagging", obj, why="copy-source")
         b.add("s3:ListBucket", s3_bucket(bucket), why="not-found")
         b.key_use([k for k in [app.key_of(obj)] if k], ["kms:Decrypt"], "sse-read")
 
@@ -325,21 +325,24 @@ def _s3_requests(b: RequestBuilder, app: App, op: str, kw: DictV, names: dict[st
         explicit = concrete(names.get("SSEKMSKeyId", set()))
         b.key_use(explicit or [k for k in [app.key_of(obj)] if k], ["kms:GenerateDataKey"], "sse-write")
 
+    def read_copy_source(*, tagging: bool) -> None:
+        # A VersionId that may be absent: both the latest-object and the by-version permission are needed.
+        for by_version in ([False, True] if present(kw, "CopySource", "VersionId") else [False]):
+            for bucket in concrete(strings(paths(kw, "CopySource", "Bucket"))):
+                for key in concrete(strings(paths(kw, "CopySource", "Key"))):
+                    read(bucket, key, by_version=by_version, tagging=tagging, why="copy-source")
+
     if op in ("GetObject", "HeadObject"):
-        for versioned_read in ([False, True] if versioned else [False]):
+        for by_version in ([False, True] if versioned else [False]):
             for bucket in buckets:
                 for key in keys:
-                    read(bucket, key, tagging=False, why="head" if op == "HeadObject" else "")
+                    read(bucket, key, by_version=by_version, tagging=False, why="head" if op == "HeadObject" else "")
     elif op == "PutObject":
         for bucket in buckets:
             for key in keys:
                 write(bucket, key)
     elif op == "CopyObject":
-        source_versioned = present(kw, "CopySource", "VersionId")
-        for versioned_read in ([False, True] if source_versioned else [False]):
-            for bucket in concrete(strings(paths(kw, "CopySource", "Bucket"))):
-                for key in concrete(strings(paths(kw, "CopySource", "Key"))):
-                    read(bucket, key, tagging=True, why="copy-source")
+        read_copy_source(tagging=True)
         for bucket in buckets:
             for key in keys:
                 write(bucket, key, why="copy-target")
@@ -355,11 +358,7 @@ def _s3_requests(b: RequestBuilder, app: App, op: str, kw: DictV, names: dict[st
                 if present(kw, "Tagging"):
                     b.add("s3:PutObjectTagging", s3_object(bucket, key), why="copy-target")
     elif op == "UploadPartCopy":
-        source_versioned = present(kw, "CopySource", "VersionId")
-        for versioned_read in ([False, True] if source_versioned else [False]):
-            for bucket in concrete(strings(paths(kw, "CopySource", "Bucket"))):
-                for key in concrete(strings(paths(kw, "CopySource", "Key"))):
-                    read(bucket, key, tagging=False, why="copy-source")
+        read_copy_source(tagging=False)
         for bucket in buckets:
             for key in keys:
                 write(bucket, key)
