@@ -10,30 +10,18 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from entrypoint_support import TARGET, write_model_dir
-from ml_pipeline import sample_data
+from entrypoint_support import write_model_dir
+from model_support import KINDS, frame_for, random_rows
 from ml_pipeline.schema import coerce_features
 from ml_pipeline.serving import forest
 from ml_pipeline.serving.integrity import model_digest
 from ml_pipeline.serving.parsing import parse_csv
 from ml_pipeline.serving.predictor import CompiledModel
 
-KINDS = ["binary", "multiclass", "regression"]
-
-
-def _frame(kind: str, rows: int, seed: int) -> pd.DataFrame:
-    frame = sample_data.generate(rows, seed=seed)
-    if kind == "multiclass":
-        return frame.rename(columns={"contract": TARGET, TARGET: "churned"})
-    if kind == "regression":
-        frame[TARGET] = frame["monthly_charges"].fillna(50) * 2 + frame["tenure_months"]
-        return frame.drop(columns="monthly_charges")
-    return frame
-
 
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory):
-    return {kind: write_model_dir(tmp_path_factory.mktemp(kind) / "model", _frame(kind, 900, seed=81), max_iter=60)
+    return {kind: write_model_dir(tmp_path_factory.mktemp(kind) / "model", frame_for(kind, 900, seed=81), max_iter=60)
             for kind in KINDS}
 
 
@@ -46,24 +34,6 @@ def _copy(model_dirs, kind: str, tmp_path):
     return shutil.copytree(model_dirs[kind], tmp_path / "model")
 
 
-def _random_rows(model: CompiledModel, count: int, seed: int) -> pd.DataFrame:
-    """Rows over and beyond the training ranges, a fifth of the values missing, unseen categories among the seen."""
-    rng = np.random.default_rng(seed)
-    profile = model.metadata["reference_profile"]["features"]
-    columns = {}
-    for name, kind in zip(model.schema.names, model.schema.kinds, strict=True):
-        if kind == "numeric":
-            low, high = profile[name]["quantiles"][0], profile[name]["quantiles"][-1]
-            span = (high - low) or 1.0
-            values = rng.uniform(low - span, high + span, count).astype(object)
-        else:
-            seen = list(profile[name]["frequencies"])
-            values = np.array(rng.choice(seen + ["never-seen", "also-unseen"], count), dtype=object)
-        values[rng.random(count) < 0.2] = None
-        columns[name] = values
-    return pd.DataFrame(columns)
-
-
 def _predict_both(model: CompiledModel, rows: pd.DataFrame):
     parsed = parse_csv(rows.to_csv(index=False, header=False).encode(), model.schema)
     served = model.predict(parsed, probabilities=True)
@@ -74,11 +44,11 @@ def _predict_both(model: CompiledModel, rows: pd.DataFrame):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_compiled_trees_give_scikit_learns_predictions_on_random_rows(models, kind):
+def test_compiled_trees_give_scikit_learns_predictions_onrandom_rows(models, kind):
     model = models[kind]
     assert model.forest is not None, model.forest_reason  # the compiled library is what predicts here
     for count, seed in ((1, 1), (7, 2), (500, 3)):
-        served, proba, labels = _predict_both(model, _random_rows(model, count, seed))
+        served, proba, labels = _predict_both(model, random_rows(model, count, seed))
         assert served.labels == labels
         if proba is not None:
             np.testing.assert_array_equal(served.probabilities, proba)
@@ -88,7 +58,7 @@ def test_compiled_trees_give_scikit_learns_predictions_on_random_rows(models, ki
 def test_compiled_trees_equal_the_estimator_on_any_feature_values(models, kind):
     model = models[kind]
     rng = np.random.default_rng(4)
-    width = model.features(parse_csv(_random_rows(model, 1, 5).to_csv(index=False, header=False).encode(),
+    width = model.features(parse_csv(random_rows(model, 1, 5).to_csv(index=False, header=False).encode(),
                                      model.schema)).shape[1]
     x = rng.normal(0, 3, size=(2000, width))
     x[rng.random(x.shape) < 0.15] = np.nan
@@ -100,14 +70,14 @@ def test_compiled_trees_equal_the_estimator_on_any_feature_values(models, kind):
 @pytest.mark.parametrize("kind", KINDS)
 def test_values_the_library_would_read_as_missing_are_predicted_exactly(models, kind):
     model = models[kind]
-    x = model.features(parse_csv(_random_rows(model, 200, 6).to_csv(index=False, header=False).encode(),
+    x = model.features(parse_csv(random_rows(model, 200, 6).to_csv(index=False, header=False).encode(),
                                  model.schema))
     present = ~np.isnan(x)
     x.view(np.uint64)[present] |= np.uint64(0xFFFFFFFF)  # low 32 bits all ones: TL2cgen's "missing" marker
     method = "predict_proba" if model.task == "classification" else "predict"
     np.testing.assert_array_equal(getattr(model.forest, method)(x), getattr(model.estimator, method)(x))
     # The same bits in a NaN (still a NaN: missing for both), in rows without any other such value
-    x = model.features(parse_csv(_random_rows(model, 50, 9).to_csv(index=False, header=False).encode(), model.schema))
+    x = model.features(parse_csv(random_rows(model, 50, 9).to_csv(index=False, header=False).encode(), model.schema))
     x[:, 0] = np.array([0x7FF80000FFFFFFFF], dtype=np.uint64).view(np.float64)[0]
     np.testing.assert_array_equal(getattr(model.forest, method)(x), getattr(model.estimator, method)(x))
 
@@ -126,7 +96,7 @@ class _Budget:
 @pytest.mark.parametrize("kind", KINDS)
 def test_large_batches_on_borrowed_threads_give_the_same_numbers(models, kind):
     model = models[kind]
-    rows = _random_rows(model, 3 * forest.CHUNK_ROWS + 17, 7)
+    rows = random_rows(model, 3 * forest.CHUNK_ROWS + 17, 7)
     parsed = parse_csv(rows.to_csv(index=False, header=False).encode(), model.schema)
     budget = _Budget()
     borrowed = model.predict(parsed, probabilities=True, threads=budget)
@@ -142,7 +112,7 @@ def _served_by_the_estimator(directory, reason: str) -> CompiledModel:
     model = CompiledModel.load(directory)
     assert model.forest is None and model.compiled
     assert reason in model.forest_reason and reason in model.fast_path
-    served, proba, labels = _predict_both(model, _random_rows(model, 50, 8))
+    served, proba, labels = _predict_both(model, random_rows(model, 50, 8))
     assert served.labels == labels
     if proba is not None:
         np.testing.assert_array_equal(served.probabilities, proba)
@@ -158,7 +128,7 @@ def test_without_the_compiled_library_the_estimator_serves(model_dirs, kind, tmp
 
 def test_a_library_compiled_from_other_trees_is_stale(model_dirs, tmp_path):
     directory = _copy(model_dirs, "binary", tmp_path)
-    other = write_model_dir(tmp_path / "other", _frame("binary", 600, seed=82), max_iter=20)
+    other = write_model_dir(tmp_path / "other", frame_for("binary", 600, seed=82), max_iter=20)
     shutil.rmtree(directory / forest.DIRECTORY)
     shutil.copytree(other / forest.DIRECTORY, directory / forest.DIRECTORY)  # a retrain that left the old library
     _served_by_the_estimator(directory, "compiled from other trees than model.joblib's (stale)")
@@ -166,7 +136,7 @@ def test_a_library_compiled_from_other_trees_is_stale(model_dirs, tmp_path):
 
 def test_a_library_that_is_not_the_one_its_record_describes_is_not_loaded(model_dirs, tmp_path, monkeypatch):
     directory = _copy(model_dirs, "multiclass", tmp_path)
-    other = write_model_dir(tmp_path / "other", _frame("binary", 600, seed=82), max_iter=20)
+    other = write_model_dir(tmp_path / "other", frame_for("binary", 600, seed=82), max_iter=20)
     shutil.copyfile(other / forest.DIRECTORY / forest.LIBRARY, directory / forest.DIRECTORY / forest.LIBRARY)
     monkeypatch.setattr(forest.Forest, "__init__", _never_loaded)
     _served_by_the_estimator(directory, "is not the library its record describes")

@@ -15,7 +15,6 @@ import mmap
 import os
 import tempfile
 import threading
-from contextlib import contextmanager
 
 FILE_VARIABLE = "SERVE_CORES_FILE"  # set by `serve` for its workers
 LIMIT_VARIABLE = "SERVE_BATCH_THREADS"  # "auto" (default): every idle core; a number caps the threads; 1 = off
@@ -60,6 +59,7 @@ class CoreShare:
         # The event loop and the compute thread may both compute: the slot stays set until the last one ends.
         self._computing = 0
         self._lock = threading.Lock()
+        self._marker = _Computing(self)
 
     @classmethod
     def join(cls, path: str, cores: int, limit: int) -> CoreShare | None:
@@ -87,21 +87,38 @@ class CoreShare:
             return None
         return cls.join(path, cores, limit)
 
-    @contextmanager
-    def computing(self):
+    def computing(self) -> _Computing:
+        """`with share.computing():` marks this worker busy for the block."""
+        return self._marker
+
+    def _begin(self) -> None:
         with self._lock:
             self._computing += 1
             self._mapping[self.slot] = 1
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._computing -= 1
-                if not self._computing:
-                    self._mapping[self.slot] = 0
+
+    def _end(self) -> None:
+        with self._lock:
+            self._computing -= 1
+            if not self._computing:
+                self._mapping[self.slot] = 0
 
     def threads(self) -> int:
         """Threads this worker may use now: the cores no other worker is computing on, at least one."""
         states = self._mapping[:]  # bytes: iterating the mmap itself would yield 1-byte bytes, all truthy
         others = sum(1 for slot, busy in enumerate(states) if busy and slot != self.slot)
         return max(1, min(self.limit, self.cores - others))
+
+
+class _Computing:
+    """The context manager of `CoreShare.computing`, made once: a generator-based one cost ≈ 1 µs a request."""
+
+    __slots__ = ("_share",)
+
+    def __init__(self, share: CoreShare) -> None:
+        self._share = share
+
+    def __enter__(self) -> None:
+        self._share._begin()
+
+    def __exit__(self, *exc) -> None:
+        self._share._end()

@@ -12,6 +12,7 @@ import math
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import orjson
@@ -64,13 +65,73 @@ class FeatureSchema:
     def categorical_names(self) -> list[str]:
         return [n for n, k in zip(self.names, self.kinds, strict=True) if k == "categorical"]
 
+    # Asked for by every request: computed once per schema.
+    @cached_property
+    def name_set(self) -> frozenset[str]:
+        return frozenset(self.names)
 
-@dataclass
+    @cached_property
+    def header_names(self) -> frozenset[str]:
+        """What a header row may name: the features and the target."""
+        return self.name_set | ({self.target} if self.target else set())
+
+    @cached_property
+    def numeric_flags(self) -> tuple[bool, ...]:
+        return tuple(k == "numeric" for k in self.kinds)
+
+    @cached_property
+    def numeric_positions(self) -> tuple[int, ...]:
+        return tuple(i for i, k in enumerate(self.kinds) if k == "numeric")
+
+    @cached_property
+    def categorical_positions(self) -> tuple[int, ...]:
+        return tuple(i for i, k in enumerate(self.kinds) if k != "numeric")
+
+
 class Columns:
-    """Parsed rows by column: float64 arrays for numerics, object arrays (str / None) for categoricals."""
-    rows: int
-    numeric: dict[str, np.ndarray]
-    categorical: dict[str, np.ndarray]
+    """Parsed rows by column: float64 arrays for numerics, object arrays (str / None) for categoricals.
+
+    One row parsed by `single` also keeps its values as Python objects (`row`, in schema order: float for numerics,
+    str / None for categoricals), which is what the single-row prediction path reads; the column arrays are then
+    made only if something asks for them.
+    """
+
+    __slots__ = ("rows", "row", "_numeric", "_categorical", "_schema")
+
+    def __init__(self, rows: int, numeric: dict[str, np.ndarray], categorical: dict[str, np.ndarray]) -> None:
+        self.rows = rows
+        self.row: list | None = None
+        self._numeric = numeric
+        self._categorical = categorical
+        self._schema: FeatureSchema | None = None
+
+    @classmethod
+    def single(cls, row: list, schema: FeatureSchema) -> Columns:
+        parsed = cls(1, None, None)
+        parsed.row, parsed._schema = row, schema
+        return parsed
+
+    @property
+    def numeric(self) -> dict[str, np.ndarray]:
+        if self._numeric is None:
+            self._make_arrays()
+        return self._numeric
+
+    @property
+    def categorical(self) -> dict[str, np.ndarray]:
+        if self._categorical is None:
+            self._make_arrays()
+        return self._categorical
+
+    def _make_arrays(self) -> None:
+        numeric, categorical = {}, {}
+        for name, is_numeric, value in zip(self._schema.names, self._schema.numeric_flags, self.row, strict=True):
+            if is_numeric:
+                numeric[name] = np.array([value], dtype=np.float64)
+            else:
+                categorical[name] = np.empty(1, dtype=object)
+                categorical[name][0] = value
+        self._numeric, self._categorical = numeric, categorical
 
     def to_frame(self, schema: FeatureSchema):
         """The rows as the DataFrame the Pipeline was trained on (missing categoricals as NaN, as pandas read them)."""
@@ -156,8 +217,7 @@ _MAY_BE_NUMBER = re.compile(r"\s*[+-]?[\d.in]", re.IGNORECASE)
 
 
 def _is_header(fields: list[str], schema: FeatureSchema) -> bool:
-    known = set(schema.names) | ({schema.target} if schema.target else set())
-    if not any(f.strip() in known for f in fields):
+    if schema.header_names.isdisjoint(map(str.strip, fields)):
         return False
     for field in filter(_MAY_BE_NUMBER.match, fields):
         try:
@@ -213,6 +273,10 @@ def _csv_rows(lines, first_line: int = 1):
 
 
 def _from_rows(rows: list[list], order: list[str], schema: FeatureSchema, first_line: int) -> Columns:
+    if len(rows) == 1:
+        row = _single_row(rows[0], order, schema)
+        if row is not None:
+            return Columns.single(row, schema)
     kinds = dict(zip(schema.names, schema.kinds, strict=True))
     numeric, categorical = {}, {}
     numeric_positions = [position for position, name in enumerate(order) if kinds[name] == "numeric"]
@@ -226,6 +290,61 @@ def _from_rows(rows: list[list], order: list[str], schema: FeatureSchema, first_
         elif together is None:
             numeric[name] = _numeric_column(name, [row[position] for row in rows], first_line)
     return Columns(len(rows), numeric, categorical)
+
+
+def _single_row(fields: list, order: list[str], schema: FeatureSchema) -> list | None:
+    """One row's values in schema order, as the column functions below would make them, or None for anything that
+    needs them (a value that is not a number, a list, ...): they then name the problem.
+
+    The same conversions: float() for numerics (infinities missing; NA tokens missing when float() refuses them, as
+    in `_numeric_column`), `_category` for categoricals. A row of plain numbers takes the first loop only.
+    """
+    if order != list(schema.names):
+        by_name = dict(zip(order, fields, strict=True))
+        fields = [by_name[name] for name in schema.names]
+    row = list(fields)
+    try:
+        for position in schema.numeric_positions:
+            value = row[position]
+            if type(value) is bool:
+                return None
+            number = float(value)
+            row[position] = number if math.isfinite(number) else math.nan
+    except (TypeError, ValueError, OverflowError):
+        row = _numbers_with_missing(fields, schema)
+        if row is None:
+            return None
+    for position in schema.categorical_positions:
+        value = row[position]
+        if type(value) is str:
+            if value in NA_TOKENS:
+                row[position] = None
+        elif isinstance(value, (dict, list)):
+            return None
+        else:
+            row[position] = _category(value)
+    return row
+
+
+def _numbers_with_missing(fields: list, schema: FeatureSchema) -> list | None:
+    """`fields` with its numerics converted, missing ones (None, an NA token) as NaN; None if one is not a number."""
+    row = list(fields)
+    for position in schema.numeric_positions:
+        value = row[position]
+        if value is None:
+            row[position] = math.nan
+            continue
+        if type(value) is bool:
+            return None
+        try:
+            number = float(value)
+        except (TypeError, ValueError, OverflowError):
+            if type(value) is str and value.strip() in NA_TOKENS:
+                row[position] = math.nan
+                continue
+            return None
+        row[position] = number if math.isfinite(number) else math.nan
+    return row
 
 
 def _plain_numbers(values: list) -> np.ndarray | None:
@@ -276,17 +395,20 @@ def _numeric_column(name: str, values: list, first_line: int) -> np.ndarray:
 def _categorical_column(values: list) -> np.ndarray:
     out = np.empty(len(values), dtype=object)
     for i, value in enumerate(values):
-        if value is None:
-            out[i] = None
-        elif isinstance(value, str):
-            out[i] = None if value in NA_TOKENS else value
-        elif isinstance(value, float) and math.isnan(value):
-            out[i] = None
-        elif isinstance(value, (dict, list)):
-            raise RequestError(400, f"a categorical value must be text, got {type(value).__name__}")
-        else:
-            out[i] = str(value)
+        out[i] = _category(value)
     return out
+
+
+def _category(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, str):
+        return None if value in NA_TOKENS else value
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, (dict, list)):
+        raise RequestError(400, f"a categorical value must be text, got {type(value).__name__}")
+    return str(value)
 
 
 def _parse_csv_pandas(raw: bytes, text: str, schema: FeatureSchema) -> Columns:
@@ -480,7 +602,7 @@ def parse_json_lines(body: bytes, schema: FeatureSchema) -> Columns:
 def _from_instances(instances: list, schema: FeatureSchema) -> Columns:
     names = list(schema.names)
     if all(isinstance(i, dict) for i in instances):
-        expected = set(names)
+        expected = schema.name_set
         for number, record in enumerate(instances, start=1):
             if record.keys() != expected:
                 problem = _columns_problem(list(record), schema)

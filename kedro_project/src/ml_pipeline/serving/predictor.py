@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import json
 import logging
+import math
+from array import array
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,11 +49,20 @@ class Prediction:
 
 
 class _NumericBlock:
-    def __init__(self, columns: list[str], imputer, scaler) -> None:
+    def __init__(self, columns: list[str], imputer, scaler, schema: FeatureSchema) -> None:
         self.columns = columns
         self.fill = np.asarray(imputer.statistics_, dtype=np.float64)
         self.mean = None if scaler.mean_ is None else np.asarray(scaler.mean_, dtype=np.float64)
         self.scale = None if scaler.scale_ is None else np.asarray(scaler.scale_, dtype=np.float64)
+        # One row in Python floats: the same IEEE operations in the same order. Subtracting 0 and dividing by 1
+        # (no centring, no scaling) change no bits. Unset when a statistic is not finite: rows may then be
+        # missing after imputation, which only the array path passes on as missing.
+        positions = [schema.names.index(name) for name in columns]
+        fill = self.fill.tolist()
+        mean = [0.0] * len(columns) if self.mean is None else self.mean.tolist()
+        scale = [1.0] * len(columns) if self.scale is None else self.scale.tolist()
+        finite = all(map(math.isfinite, fill + mean + scale))
+        self.row_plan = list(zip(positions, fill, mean, scale, strict=True)) if finite else None
 
     def transform(self, parsed: Columns) -> np.ndarray:
         block = np.empty((parsed.rows, len(self.columns)), dtype=np.float64)
@@ -66,11 +77,18 @@ class _NumericBlock:
             block /= self.scale
         return block
 
+    def extend_row(self, row: list, features: array) -> None:
+        for position, fill, mean, scale in self.row_plan:
+            value = row[position]
+            if value != value:  # NaN: missing
+                value = fill
+            features.append((value - mean) / scale)
+
 
 class _CategoricalBlock:
     """One-hot output = baseline row + Σ per-column deltas; each delta table comes from the fitted encoder."""
 
-    def __init__(self, columns: list[str], transformer) -> None:
+    def __init__(self, columns: list[str], transformer, schema: FeatureSchema) -> None:
         import pandas as pd
 
         self.columns = columns
@@ -96,6 +114,17 @@ class _CategoricalBlock:
             self.missing_index.append(offset + len(values))
             self.unseen_index.append(offset + len(values) + 1)
         self.deltas = np.vstack(deltas)
+        # One row: the baseline plus each column's delta row, kept as its non-zero entries. Deltas are -1, 0 or 1
+        # and the baseline 0 or 1, so the sums are exact in Python floats too.
+        self.row_baseline = array("d", self.baseline.tolist())
+        self.row_plan = []
+        for j, name in enumerate(columns):
+            def sparse(index: int) -> tuple[tuple[int, float], ...]:
+                return tuple((k, float(d)) for k, d in enumerate(self.deltas[index]) if d != 0)
+
+            lookup = {value: sparse(index) for value, index in self.lookups[j].items()}
+            self.row_plan.append((schema.names.index(name), lookup, sparse(self.missing_index[j]),
+                                  sparse(self.unseen_index[j])))
 
     def transform(self, parsed: Columns) -> np.ndarray:
         index = np.empty((parsed.rows, len(self.columns)), dtype=np.intp)
@@ -108,6 +137,14 @@ class _CategoricalBlock:
         for j in range(len(self.columns)):
             block += self.deltas[index[:, j]]
         return block
+
+    def extend_row(self, row: list, features: array) -> None:
+        start = len(features)
+        features.extend(self.row_baseline)
+        for position, lookup, missing, unseen in self.row_plan:
+            value = row[position]
+            for k, delta in missing if value is None else lookup.get(value, unseen):
+                features[start + k] += delta
 
 
 class CompiledModel:
@@ -129,6 +166,10 @@ class CompiledModel:
         self.forest_reason = "no model directory given" if model_dir is None else ""
         if model_dir is not None and self.compiled:
             self.forest = self._load_forest(Path(model_dir))
+        self.single_row = False
+        self.single_row_reason = "no compiled trees"
+        if self.forest is not None:
+            self.single_row, self.single_row_reason = self._check_single_row()
 
     @classmethod
     def load(cls, model_dir: str | Path) -> CompiledModel:
@@ -140,7 +181,9 @@ class CompiledModel:
             return "none (pipeline.predict)"
         if self.forest is None:
             return f"numpy preprocessing + the estimator's predict (compiled trees not used: {self.forest_reason})"
-        return "numpy preprocessing + compiled trees"
+        if not self.single_row:
+            return f"numpy preprocessing + compiled trees (single-row path not used: {self.single_row_reason})"
+        return "numpy preprocessing + compiled trees, one row in Python floats straight to the trees"
 
     def _compile(self, pipeline):
         from sklearn.compose import ColumnTransformer
@@ -159,10 +202,10 @@ class CompiledModel:
             shape = [type(step) for _, step in steps]
             if shape == [SimpleImputer, StandardScaler] and steps[0][1].strategy != "constant" \
                     and not steps[0][1].add_indicator and all(c in self.schema.numeric_names for c in columns):
-                blocks.append(_NumericBlock(columns, steps[0][1], steps[1][1]))
+                blocks.append(_NumericBlock(columns, steps[0][1], steps[1][1], self.schema))
             elif shape == [SimpleImputer, OneHotEncoder] and steps[1][1].drop is None \
                     and not steps[0][1].add_indicator and all(c in self.schema.categorical_names for c in columns):
-                blocks.append(_CategoricalBlock(columns, transformer))
+                blocks.append(_CategoricalBlock(columns, transformer, self.schema))
             else:
                 return None
         return blocks
@@ -189,7 +232,45 @@ class CompiledModel:
             return None
         return forest
 
+    def _check_single_row(self) -> tuple[bool, str]:
+        """(whether one-row requests take `_predict_row`, why not): it must answer every probe row as the array
+        path does, labels and probabilities alike."""
+        if any(block.row_plan is None for block in self.blocks):
+            return False, "a numeric column's imputation or scaling statistic is not finite"
+        probe = self._probe_columns()
+        try:
+            whole = self._predict_arrays(probe, probabilities=True)
+            features = self.features(probe)
+            columns = [(probe.numeric[name] if is_numeric else probe.categorical[name]).tolist()
+                       for name, is_numeric in zip(self.schema.names, self.schema.numeric_flags, strict=True)]
+            for i, row in enumerate(map(list, zip(*columns, strict=True))):  # Python values, as a request has them
+                if self._row_features(row).tobytes() != features[i].tobytes():
+                    log.warning("the single-row path's features differ on probe row %d: not used", i)
+                    return False, f"its features differ from the array path's on probe row {i}"
+                with_probabilities = self._predict_row(row, probabilities=True)
+                label_only = self._predict_row(row, probabilities=False)
+                if with_probabilities is None or label_only is None:
+                    continue  # a value the trees read as missing: such rows take the array path
+                expected = whole.labels[i]
+                if (with_probabilities.labels != [expected] or label_only.labels != [expected]
+                        or (whole.probabilities is not None and not np.array_equal(
+                            with_probabilities.probabilities[0], whole.probabilities[i]))):
+                    log.warning("the single-row path differs from the array path on probe row %d: not used", i)
+                    return False, f"it differs from the array path on probe row {i}"
+        except Exception as exc:  # noqa: BLE001 — the array path still serves every request
+            log.warning("single-row path not used (%s: %s)", type(exc).__name__, exc)
+            return False, f"{type(exc).__name__}: {exc}"
+        return True, ""
+
     def _probe_features(self) -> np.ndarray:
+        features = self.features(self._probe_columns())
+        # A few values whose low 32 bits are all ones: TL2cgen would read them as missing (serving/forest.py).
+        odd = features[:8].copy()
+        present = ~np.isnan(odd)
+        odd.view(np.uint64)[present] |= np.uint64(0xFFFFFFFF)
+        return np.vstack([features, odd])
+
+    def _probe_columns(self) -> Columns:
         """Rows spread over the reference quantiles, categories and missing values."""
         rng = np.random.default_rng(0)
         profile = self.metadata.get("reference_profile", {}).get("features", {})
@@ -206,12 +287,7 @@ class CompiledModel:
                 categories = list(entry.get("frequencies", {})) or ["a"]
                 values = np.array(rng.choice(categories + [None, "unseen"], n), dtype=object)
                 categorical[name] = values
-        features = self.features(Columns(n, numeric, categorical))
-        # A few values whose low 32 bits are all ones: TL2cgen would read them as missing (serving/forest.py).
-        odd = features[:8].copy()
-        present = ~np.isnan(odd)
-        odd.view(np.uint64)[present] |= np.uint64(0xFFFFFFFF)
-        return np.vstack([features, odd])
+        return Columns(n, numeric, categorical)
 
     def features(self, parsed: Columns) -> np.ndarray:
         parts = [block.transform(parsed) for block in self.blocks]
@@ -224,6 +300,36 @@ class CompiledModel:
     def predict(self, parsed: Columns, probabilities: bool = False,
                 threads: Callable[[], int] | None = None) -> Prediction:
         """`threads`, if given, says how many threads a large batch may use at that moment (serving/cores.py)."""
+        if parsed.row is not None and self.single_row:
+            prediction = self._predict_row(parsed.row, probabilities)
+            if prediction is not None:
+                return prediction
+        return self._predict_arrays(parsed, probabilities, threads)
+
+    def _predict_row(self, row: list, probabilities: bool) -> Prediction | None:
+        """One row (Columns.row) through the blocks in Python floats and one call into the compiled trees: numpy's
+        per-call overhead was most of a one-row request. None when the trees cannot take the row (forest.row_raw)."""
+        features = self._row_features(row)
+        if self.task != "classification":
+            raw = self.forest.row_raw(features)
+            return None if raw is None else Prediction([raw[0]], None, None)
+        if probabilities:
+            proba = self.forest.row_proba(features)
+            if proba is None:
+                return None
+            return Prediction([self.classes[int(np.argmax(proba))]], proba.reshape(1, -1), self.classes)
+        index = self.forest.row_label(features)
+        return None if index is None else Prediction([self.classes[index]], None, self.classes)
+
+    def _row_features(self, row: list) -> array:
+        """The row's features as the doubles the compiled trees read (array: no copy on the way to C)."""
+        features = array("d")
+        for block in self.blocks:
+            block.extend_row(row, features)
+        return features
+
+    def _predict_arrays(self, parsed: Columns, probabilities: bool = False,
+                        threads: Callable[[], int] | None = None) -> Prediction:
         if self.compiled:
             x = self.features(parsed)
             model = self.forest if self.forest is not None else self.estimator
