@@ -98,7 +98,8 @@ class Columns:
 
     __slots__ = ("rows", "row", "_numeric", "_categorical", "_schema")
 
-    def __init__(self, rows: int, numeric: dict[str, np.ndarray], categorical: dict[str, np.ndarray]) -> None:
+    def __init__(self, rows: int, numeric: dict[str, np.ndarray] | None,
+                 categorical: dict[str, np.ndarray] | None) -> None:
         self.rows = rows
         self.row: list | None = None
         self._numeric = numeric

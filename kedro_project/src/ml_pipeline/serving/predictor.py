@@ -119,12 +119,13 @@ class _CategoricalBlock:
         self.row_baseline = array("d", self.baseline.tolist())
         self.row_plan = []
         for j, name in enumerate(columns):
-            def sparse(index: int) -> tuple[tuple[int, float], ...]:
-                return tuple((k, float(d)) for k, d in enumerate(self.deltas[index]) if d != 0)
+            lookup = {value: self._nonzero(index) for value, index in self.lookups[j].items()}
+            self.row_plan.append((schema.names.index(name), lookup, self._nonzero(self.missing_index[j]),
+                                  self._nonzero(self.unseen_index[j])))
 
-            lookup = {value: sparse(index) for value, index in self.lookups[j].items()}
-            self.row_plan.append((schema.names.index(name), lookup, sparse(self.missing_index[j]),
-                                  sparse(self.unseen_index[j])))
+    def _nonzero(self, index: int) -> tuple[tuple[int, float], ...]:
+        """Delta row `index` as (output column, delta) pairs."""
+        return tuple((k, float(d)) for k, d in enumerate(self.deltas[index]) if d != 0)
 
     def transform(self, parsed: Columns) -> np.ndarray:
         index = np.empty((parsed.rows, len(self.columns)), dtype=np.intp)
