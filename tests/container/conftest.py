@@ -22,6 +22,23 @@ def served_model(served_model_dir):
     return CompiledModel.load(served_model_dir)
 
 
+@pytest.fixture(scope="session")
+def task_model_dirs(tmp_path_factory):
+    """One small model directory per task kind (model_support.KINDS), compiled trees included, trained once."""
+    from entrypoint_support import write_model_dir
+    from model_support import KINDS, frame_for
+
+    return {kind: write_model_dir(tmp_path_factory.mktemp(kind) / "model", frame_for(kind, 900, seed=81), max_iter=60)
+            for kind in KINDS}
+
+
+@pytest.fixture(scope="session")
+def task_models(task_model_dirs):
+    from ml_pipeline.serving.predictor import CompiledModel
+
+    return {kind: CompiledModel.load(directory) for kind, directory in task_model_dirs.items()}
+
+
 @pytest.fixture()
 def serving_app(served_model):
     """The serving module with the model loaded as a worker loads it; its state is restored afterwards."""

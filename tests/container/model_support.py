@@ -7,6 +7,7 @@ import pandas as pd
 
 from entrypoint_support import TARGET
 from ml_pipeline import sample_data
+from ml_pipeline.schema import coerce_features
 from ml_pipeline.serving.predictor import CompiledModel
 
 KINDS = ["binary", "multiclass", "regression"]
@@ -39,3 +40,10 @@ def random_rows(model: CompiledModel, count: int, seed: int) -> pd.DataFrame:
         values[rng.random(count) < 0.2] = None
         columns[name] = values
     return pd.DataFrame(columns)
+
+
+def pipeline_answers(model: CompiledModel, rows: pd.DataFrame) -> tuple[list, np.ndarray | None]:
+    """(labels, probabilities or None) of the fitted Pipeline on `rows`, read as `train` reads data."""
+    frame = coerce_features(pd.read_csv(pd.io.common.StringIO(rows.to_csv(index=False))), model.metadata["features"])
+    proba = model.pipeline.predict_proba(frame) if model.task == "classification" else None
+    return model.pipeline.predict(frame).tolist(), proba

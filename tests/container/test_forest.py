@@ -11,41 +11,26 @@ import pandas as pd
 import pytest
 
 from entrypoint_support import write_model_dir
-from model_support import KINDS, frame_for, random_rows
-from ml_pipeline.schema import coerce_features
+from model_support import KINDS, frame_for, pipeline_answers, random_rows
 from ml_pipeline.serving import forest
 from ml_pipeline.serving.integrity import model_digest
 from ml_pipeline.serving.parsing import parse_csv
 from ml_pipeline.serving.predictor import CompiledModel
 
 
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    return {kind: write_model_dir(tmp_path_factory.mktemp(kind) / "model", frame_for(kind, 900, seed=81), max_iter=60)
-            for kind in KINDS}
-
-
-@pytest.fixture(scope="module")
-def models(model_dirs):
-    return {kind: CompiledModel.load(directory) for kind, directory in model_dirs.items()}
-
-
-def _copy(model_dirs, kind: str, tmp_path):
-    return shutil.copytree(model_dirs[kind], tmp_path / "model")
+def _copy(task_model_dirs, kind: str, tmp_path):
+    return shutil.copytree(task_model_dirs[kind], tmp_path / "model")
 
 
 def _predict_both(model: CompiledModel, rows: pd.DataFrame):
-    parsed = parse_csv(rows.to_csv(index=False, header=False).encode(), model.schema)
-    served = model.predict(parsed, probabilities=True)
-    frame = coerce_features(pd.read_csv(pd.io.common.StringIO(rows.to_csv(index=False))), model.metadata["features"])
-    if model.task == "classification":
-        return served, model.pipeline.predict_proba(frame), model.pipeline.predict(frame).tolist()
-    return served, None, model.pipeline.predict(frame).tolist()
+    served = model.predict(parse_csv(rows.to_csv(index=False, header=False).encode(), model.schema), probabilities=True)
+    labels, proba = pipeline_answers(model, rows)
+    return served, proba, labels
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_compiled_trees_give_scikit_learns_predictions_onrandom_rows(models, kind):
-    model = models[kind]
+def test_compiled_trees_give_scikit_learns_predictions_onrandom_rows(task_models, kind):
+    model = task_models[kind]
     assert model.forest is not None, model.forest_reason  # the compiled library is what predicts here
     for count, seed in ((1, 1), (7, 2), (500, 3)):
         served, proba, labels = _predict_both(model, random_rows(model, count, seed))
@@ -55,8 +40,8 @@ def test_compiled_trees_give_scikit_learns_predictions_onrandom_rows(models, kin
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_compiled_trees_equal_the_estimator_on_any_feature_values(models, kind):
-    model = models[kind]
+def test_compiled_trees_equal_the_estimator_on_any_feature_values(task_models, kind):
+    model = task_models[kind]
     rng = np.random.default_rng(4)
     width = model.features(parse_csv(random_rows(model, 1, 5).to_csv(index=False, header=False).encode(),
                                      model.schema)).shape[1]
@@ -68,8 +53,8 @@ def test_compiled_trees_equal_the_estimator_on_any_feature_values(models, kind):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_values_the_library_would_read_as_missing_are_predicted_exactly(models, kind):
-    model = models[kind]
+def test_values_the_library_would_read_as_missing_are_predicted_exactly(task_models, kind):
+    model = task_models[kind]
     x = model.features(parse_csv(random_rows(model, 200, 6).to_csv(index=False, header=False).encode(),
                                  model.schema))
     present = ~np.isnan(x)
@@ -94,8 +79,8 @@ class _Budget:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_large_batches_on_borrowed_threads_give_the_same_numbers(models, kind):
-    model = models[kind]
+def test_large_batches_on_borrowed_threads_give_the_same_numbers(task_models, kind):
+    model = task_models[kind]
     rows = random_rows(model, 3 * forest.CHUNK_ROWS + 17, 7)
     parsed = parse_csv(rows.to_csv(index=False, header=False).encode(), model.schema)
     budget = _Budget()
@@ -120,22 +105,22 @@ def _served_by_the_estimator(directory, reason: str) -> CompiledModel:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_without_the_compiled_library_the_estimator_serves(model_dirs, kind, tmp_path):
-    directory = _copy(model_dirs, kind, tmp_path)
+def test_without_the_compiled_library_the_estimator_serves(task_model_dirs, kind, tmp_path):
+    directory = _copy(task_model_dirs, kind, tmp_path)
     shutil.rmtree(directory / forest.DIRECTORY)  # a model directory from before the library existed
     _served_by_the_estimator(directory, "no forest/forest.json")
 
 
-def test_a_library_compiled_from_other_trees_is_stale(model_dirs, tmp_path):
-    directory = _copy(model_dirs, "binary", tmp_path)
+def test_a_library_compiled_from_other_trees_is_stale(task_model_dirs, tmp_path):
+    directory = _copy(task_model_dirs, "binary", tmp_path)
     other = write_model_dir(tmp_path / "other", frame_for("binary", 600, seed=82), max_iter=20)
     shutil.rmtree(directory / forest.DIRECTORY)
     shutil.copytree(other / forest.DIRECTORY, directory / forest.DIRECTORY)  # a retrain that left the old library
     _served_by_the_estimator(directory, "compiled from other trees than model.joblib's (stale)")
 
 
-def test_a_library_that_is_not_the_one_its_record_describes_is_not_loaded(model_dirs, tmp_path, monkeypatch):
-    directory = _copy(model_dirs, "multiclass", tmp_path)
+def test_a_library_that_is_not_the_one_its_record_describes_is_not_loaded(task_model_dirs, tmp_path, monkeypatch):
+    directory = _copy(task_model_dirs, "multiclass", tmp_path)
     other = write_model_dir(tmp_path / "other", frame_for("binary", 600, seed=82), max_iter=20)
     shutil.copyfile(other / forest.DIRECTORY / forest.LIBRARY, directory / forest.DIRECTORY / forest.LIBRARY)
     monkeypatch.setattr(forest.Forest, "__init__", _never_loaded)
@@ -148,8 +133,8 @@ def _never_loaded(*args, **kwargs):
 
 @pytest.mark.parametrize("key, value", [("machine", "aarch64"), ("libc", "musl 1.2.4"), ("python", "cpython-312"),
                                         ("tl2cgen", "0.9.0"), ("scikit-learn", "1.8.0")])
-def test_a_library_from_another_platform_is_never_loaded(model_dirs, tmp_path, monkeypatch, key, value):
-    directory = _copy(model_dirs, "regression", tmp_path)
+def test_a_library_from_another_platform_is_never_loaded(task_model_dirs, tmp_path, monkeypatch, key, value):
+    directory = _copy(task_model_dirs, "regression", tmp_path)
     record_path = directory / forest.DIRECTORY / forest.RECORD
     record = json.loads(record_path.read_text())
     record["platform"][key] = value
@@ -158,23 +143,23 @@ def test_a_library_from_another_platform_is_never_loaded(model_dirs, tmp_path, m
     _served_by_the_estimator(directory, f"compiled on another platform: {key} {value!r} there")
 
 
-def test_a_model_training_could_not_compile_is_served_by_the_estimator(model_dirs, tmp_path, monkeypatch):
+def test_a_model_training_could_not_compile_is_served_by_the_estimator(task_model_dirs, tmp_path, monkeypatch):
     monkeypatch.setattr(forest, "compiler", lambda: None)
-    directory = _copy(model_dirs, "binary", tmp_path)
+    directory = _copy(task_model_dirs, "binary", tmp_path)
     forest.CompiledForestDataset(str(directory / forest.DIRECTORY)).save(
         forest.compile_forest(CompiledModel.load(directory).estimator))
     assert not (directory / forest.DIRECTORY / forest.LIBRARY).exists()  # the earlier library was removed
     _served_by_the_estimator(directory, "training did not compile the trees (RuntimeError: no C compiler")
 
 
-def test_compiled_trees_that_differ_from_the_estimator_are_not_used(model_dirs, monkeypatch):
+def test_compiled_trees_that_differ_from_the_estimator_are_not_used(task_model_dirs, monkeypatch):
     monkeypatch.setattr(forest.Forest, "raw", lambda self, x, threads=None: np.zeros((x.shape[0], self.outputs)))
-    model = _served_by_the_estimator(model_dirs["multiclass"], "they differ from the estimator on probe rows")
+    model = _served_by_the_estimator(task_model_dirs["multiclass"], "they differ from the estimator on probe rows")
     assert model.fast_path.startswith("numpy preprocessing + the estimator's predict")
 
 
-def test_the_compiled_library_is_part_of_the_pinned_digest(model_dirs, tmp_path):
-    directory = _copy(model_dirs, "binary", tmp_path)
+def test_the_compiled_library_is_part_of_the_pinned_digest(task_model_dirs, tmp_path):
+    directory = _copy(task_model_dirs, "binary", tmp_path)
     pinned = model_digest(directory)
     library = directory / forest.DIRECTORY / forest.LIBRARY
     library.write_bytes(library.read_bytes() + b"\0")

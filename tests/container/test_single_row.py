@@ -14,30 +14,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from entrypoint_support import write_model_dir
-from model_support import KINDS, frame_for, random_rows
-from ml_pipeline.schema import coerce_features
+from model_support import KINDS, pipeline_answers, random_rows
 from ml_pipeline.serving import predictor
 from ml_pipeline.serving.parsing import NA_TOKENS, RequestError, parse_csv, parse_json
 from ml_pipeline.serving.predictor import CompiledModel
-
-
-@pytest.fixture(scope="module")
-def model_dirs(tmp_path_factory):
-    return {kind: write_model_dir(tmp_path_factory.mktemp(kind) / "model", frame_for(kind, 900, seed=91), max_iter=60)
-            for kind in KINDS}
-
-
-@pytest.fixture(scope="module")
-def models(model_dirs):
-    return {kind: CompiledModel.load(directory) for kind, directory in model_dirs.items()}
-
-
-def _pipeline_answers(model: CompiledModel, rows: pd.DataFrame):
-    """(labels, probabilities or None) of the fitted Pipeline on `rows`, read as `train` reads data."""
-    frame = coerce_features(pd.read_csv(pd.io.common.StringIO(rows.to_csv(index=False))), model.metadata["features"])
-    proba = model.pipeline.predict_proba(frame) if model.task == "classification" else None
-    return model.pipeline.predict(frame).tolist(), proba
 
 
 def _one_row_bodies(rows: pd.DataFrame):
@@ -50,11 +30,11 @@ def _one_row_bodies(rows: pd.DataFrame):
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_one_row_requests_give_scikit_learns_labels_and_probabilities(models, kind):
-    model = models[kind]
+def test_one_row_requests_give_scikit_learns_labels_and_probabilities(task_models, kind):
+    model = task_models[kind]
     assert model.single_row, model.single_row_reason
     rows = random_rows(model, 300, seed=11)
-    labels, proba = _pipeline_answers(model, rows)
+    labels, proba = pipeline_answers(model, rows)
     for i, csv_body, json_body in _one_row_bodies(rows):
         for parsed in (parse_csv(csv_body, model.schema), parse_json(json_body, model.schema)):
             assert parsed.row is not None  # the single-row path, not the column arrays
@@ -67,8 +47,8 @@ def test_one_row_requests_give_scikit_learns_labels_and_probabilities(models, ki
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_the_compiled_trees_take_one_row_exactly_on_any_feature_values(models, kind):
-    model = models[kind]
+def test_the_compiled_trees_take_one_row_exactly_on_any_feature_values(task_models, kind):
+    model = task_models[kind]
     rng = np.random.default_rng(12)
     width = model.forest._feature_count
     x = rng.normal(0, 3, size=(1000, width))
@@ -97,8 +77,8 @@ def _near_ties(outputs: int) -> list[list[float]]:
     return cases
 
 
-def test_near_ties_between_classes_are_decided_as_predict_proba_decides_them(models):
-    forest = models["multiclass"].forest
+def test_near_ties_between_classes_are_decided_as_predict_proba_decides_them(task_models):
+    forest = task_models["multiclass"].forest
     decided_by_probabilities = 0
     for raw in _near_ties(3):
         expected = int(np.argmax(forest.predict_proba_raw(np.array([raw]))[0]))
@@ -108,8 +88,8 @@ def test_near_ties_between_classes_are_decided_as_predict_proba_decides_them(mod
     assert decided_by_probabilities > 0  # some ties are decided against the larger raw score, and were caught
 
 
-def test_the_positive_class_needs_a_probability_above_one_half(models):
-    forest = models["binary"].forest
+def test_the_positive_class_needs_a_probability_above_one_half(task_models):
+    forest = task_models["binary"].forest
     for raw in (0.0, -0.0, 1e-300, -1e-300, 5e-17, -5e-17, 1e-9, -1e-9, 36.8, -36.8, 800.0, -800.0):
         expected = int(np.argmax(forest.predict_proba_raw(np.array([[raw]]))[0]))
         assert forest.label_from_raw([raw]) == expected, raw
@@ -130,12 +110,12 @@ def _value_read_as_missing(model: CompiledModel) -> tuple[str, float]:
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_a_row_the_trees_would_misread_is_predicted_by_the_array_path(models, kind, monkeypatch):
-    model = models[kind]
+def test_a_row_the_trees_would_misread_is_predicted_by_the_array_path(task_models, kind, monkeypatch):
+    model = task_models[kind]
     name, value = _value_read_as_missing(model)
     rows = random_rows(model, 20, seed=15)
     rows[name] = value
-    labels, proba = _pipeline_answers(model, rows)
+    labels, proba = pipeline_answers(model, rows)
     declined = []
     row_raw = model.forest.row_raw
     monkeypatch.setattr(model.forest, "row_raw", lambda features: declined.append(row_raw(features)) or declined[-1])
@@ -147,7 +127,7 @@ def test_a_row_the_trees_would_misread_is_predicted_by_the_array_path(models, ki
             np.testing.assert_array_equal(served.probabilities, proba[i:i + 1])
 
 
-def test_a_single_row_path_that_disagrees_at_load_is_not_used(model_dirs, monkeypatch):
+def test_a_single_row_path_that_disagrees_at_load_is_not_used(task_model_dirs, monkeypatch):
     extend_row = predictor._NumericBlock.extend_row
 
     def off_by_a_little(self, row, features):
@@ -155,11 +135,11 @@ def test_a_single_row_path_that_disagrees_at_load_is_not_used(model_dirs, monkey
         features[-1] = features[-1] * (1 + 1e-6) + 1e-3
 
     monkeypatch.setattr(predictor._NumericBlock, "extend_row", off_by_a_little)
-    model = CompiledModel.load(model_dirs["binary"])
+    model = CompiledModel.load(task_model_dirs["binary"])
     assert not model.single_row and "differ from the array path's on probe row" in model.single_row_reason
     assert "single-row path not used" in model.fast_path
     rows = random_rows(model, 40, seed=16)
-    labels, proba = _pipeline_answers(model, rows)
+    labels, proba = pipeline_answers(model, rows)
     for i, csv_body, _ in _one_row_bodies(rows):
         served = model.predict(parse_csv(csv_body, model.schema), probabilities=True)
         assert served.labels == [labels[i]]
@@ -191,8 +171,8 @@ def _outcome(parse, body: bytes, schema):
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_a_csv_row_reads_the_same_alone_as_among_others(models, data):
-    schema = models["binary"].schema
+def test_a_csv_row_reads_the_same_alone_as_among_others(task_models, data):
+    schema = task_models["binary"].schema
     fields = [data.draw(st.one_of(st.sampled_from(NUMBER_TOKENS), st.floats().map(repr)) if numeric
                         else st.sampled_from(CATEGORY_TOKENS))
               for numeric in schema.numeric_flags]
@@ -204,8 +184,8 @@ def test_a_csv_row_reads_the_same_alone_as_among_others(models, data):
 
 @settings(max_examples=300, deadline=None, derandomize=True)
 @given(data=st.data())
-def test_a_json_record_reads_the_same_alone_as_among_others(models, data):
-    schema = models["binary"].schema
+def test_a_json_record_reads_the_same_alone_as_among_others(task_models, data):
+    schema = task_models["binary"].schema
     record = {name: data.draw(JSON_NUMBERS if numeric else JSON_CATEGORIES)
               for name, numeric in zip(schema.names, schema.numeric_flags, strict=True)}
     one, two = orjson.dumps({"instances": [record]}), orjson.dumps({"instances": [record, record]})
