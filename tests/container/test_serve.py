@@ -167,7 +167,7 @@ def test_a_worker_keeps_freed_request_memory_instead_of_faulting_it_in_again():
     script = """
 import resource, sys
 import numpy as np
-from ml_pipeline.serving.app import keep_freed_memory
+from ml_pipeline.allocator import keep_freed_memory
 kept = len(sys.argv) > 1 and keep_freed_memory()
 def request():  # buffers of a few MB each, all alive at once, then all freed
     buffers = [np.ones(256 * 1024 + 1000 * i) for i in range(8)]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ml_pipeline import paths
+from ml_pipeline.allocator import release_arrow_memory
 from ml_pipeline.errors import ConfigError, DataError
 
 log = logging.getLogger("ml_pipeline.entrypoints")
@@ -250,6 +251,7 @@ def print_metrics(metadata: dict) -> None:
 def train(argv: list[str] | None = None) -> int:
     """SageMaker training: /opt/ml/input → /opt/ml/model (model.joblib, metadata.json, report/)."""
     _quiet_environment()
+    release_arrow_memory()
     signal.signal(signal.SIGTERM, _on_sigterm)
     failure_file = paths.training_failure_file()
     try:

@@ -27,6 +27,7 @@ from urllib.parse import parse_qs
 
 import orjson
 
+from ml_pipeline.allocator import keep_freed_memory
 from ml_pipeline.paths import model_dir
 from ml_pipeline.serving import timeouts
 from ml_pipeline.serving.cores import CoreShare
@@ -55,24 +56,6 @@ class _State:
 
 
 state = _State()
-
-
-def keep_freed_memory() -> bool:
-    """Let glibc keep freed request buffers for the next request instead of unmapping them (False: not glibc).
-
-    A 10k-row request allocates ≈ 16 MB. With glibc's defaults most of it is mmapped and returned per request,
-    and mapping it again costs ≈ 4,000 page faults: 10-20 ms of a 50-70 ms request here (bench/findings.md).
-    The cost is that a worker keeps up to the trim threshold of freed memory resident.
-    """
-    import ctypes
-
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        mallopt = libc.mallopt
-    except (OSError, AttributeError):
-        return False
-    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
-    return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(mallopt(m_trim_threshold, 64 * 1024 * 1024))
 
 
 def load_model() -> None:

@@ -1,0 +1,47 @@
+"""How the image's processes use their allocators: serve keeps freed memory for the next request; train has Arrow
+give back what reading the data freed.
+
+mallopt is glibc's: on another C library `keep_freed_memory` does nothing and returns False.
+"""
+
+from __future__ import annotations
+
+import os
+
+# glibc's <malloc.h>
+M_TRIM_THRESHOLD = -1
+M_MMAP_THRESHOLD = -3
+ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
+
+
+def mallopt(settings: list[tuple[int, int]]) -> bool:
+    """Apply (option, value) pairs with glibc's mallopt; False if this is not glibc or it refused one."""
+    import ctypes
+
+    try:
+        function = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    return all([bool(function(option, value)) for option, value in settings])
+
+
+def keep_freed_memory() -> bool:
+    """serve: let glibc keep freed request buffers for the next request instead of unmapping them.
+
+    A 10k-row request allocates ≈ 16 MB. With glibc's defaults most of it is mmapped and returned per request,
+    and mapping it again costs ≈ 4,000 page faults: 10-20 ms of a 50-70 ms request here (bench/findings.md).
+    The cost is that a worker keeps up to the trim threshold of freed memory resident.
+    """
+    return mallopt([(M_MMAP_THRESHOLD, 32 * 1024 * 1024), (M_TRIM_THRESHOLD, 64 * 1024 * 1024)])
+
+
+def release_arrow_memory(environ: dict[str, str] | None = None) -> None:
+    """train: Arrow allocates with glibc's allocator (its system pool), which gives large freed blocks back, instead
+    of jemalloc, which keeps what reading the data freed: peak on the 1M-row bench file 806 → 777 MiB, wall time
+    unchanged (docs/scale.md). Arrow reads the variable when pyarrow is first imported: call this before; a value
+    already set wins.
+
+    Not done: a fixed 128 KiB glibc mmap threshold gave back another ≈ 60 MiB at 1M rows (≈ 235 MiB at 10M, with
+    this), at ≈ 6-8% more wall time (every large block faulted in again).
+    """
+    (os.environ if environ is None else environ).setdefault(ARROW_POOL_VARIABLE, "system")
