@@ -8,8 +8,8 @@ import subprocess
 import sys
 
 
-def _run(script: str, *args: str, **env: str) -> str:
-    return subprocess.run([sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=120,
+def _run(script: str, **env: str) -> list[str]:
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120,
                           check=True, env={**os.environ, **env}).stdout.split()
 
 

@@ -8,21 +8,7 @@ from __future__ import annotations
 
 import os
 
-# glibc's <malloc.h>
-M_TRIM_THRESHOLD = -1
-M_MMAP_THRESHOLD = -3
 ARROW_POOL_VARIABLE = "ARROW_DEFAULT_MEMORY_POOL"
-
-
-def mallopt(settings: list[tuple[int, int]]) -> bool:
-    """Apply (option, value) pairs with glibc's mallopt; False if this is not glibc or it refused one."""
-    import ctypes
-
-    try:
-        function = ctypes.CDLL("libc.so.6").mallopt
-    except (OSError, AttributeError):
-        return False
-    return all([bool(function(option, value)) for option, value in settings])
 
 
 def keep_freed_memory() -> bool:
@@ -32,10 +18,17 @@ def keep_freed_memory() -> bool:
     and mapping it again costs ≈ 4,000 page faults: 10-20 ms of a 50-70 ms request here (bench/findings.md).
     The cost is that a worker keeps up to the trim threshold of freed memory resident.
     """
-    return mallopt([(M_MMAP_THRESHOLD, 32 * 1024 * 1024), (M_TRIM_THRESHOLD, 64 * 1024 * 1024)])
+    import ctypes
+
+    try:
+        mallopt = ctypes.CDLL("libc.so.6").mallopt
+    except (OSError, AttributeError):
+        return False
+    m_trim_threshold, m_mmap_threshold = -1, -3  # glibc's <malloc.h>
+    return bool(mallopt(m_mmap_threshold, 32 * 1024 * 1024)) and bool(mallopt(m_trim_threshold, 64 * 1024 * 1024))
 
 
-def release_arrow_memory(environ: dict[str, str] | None = None) -> None:
+def release_arrow_memory() -> None:
     """train: Arrow allocates with glibc's allocator (its system pool), which gives large freed blocks back, instead
     of jemalloc, which keeps what reading the data freed: peak on the 1M-row bench file 806 → 777 MiB, wall time
     unchanged (docs/scale.md). Arrow reads the variable when pyarrow is first imported: call this before; a value
@@ -44,4 +37,4 @@ def release_arrow_memory(environ: dict[str, str] | None = None) -> None:
     Not done: a fixed 128 KiB glibc mmap threshold gave back another ≈ 60 MiB at 1M rows (≈ 235 MiB at 10M, with
     this), at ≈ 6-8% more wall time (every large block faulted in again).
     """
-    (os.environ if environ is None else environ).setdefault(ARROW_POOL_VARIABLE, "system")
+    os.environ.setdefault(ARROW_POOL_VARIABLE, "system")

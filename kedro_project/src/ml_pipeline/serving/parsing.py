@@ -298,23 +298,14 @@ def _single_row(fields: list, order: list[str], schema: FeatureSchema) -> list |
     needs them (a value that is not a number, a list, ...): they then name the problem.
 
     The same conversions: float() for numerics (infinities missing; NA tokens missing when float() refuses them, as
-    in `_numeric_column`), `_category` for categoricals. A row of plain numbers takes the first loop only.
+    in `_numeric_column`), `_category` for categoricals.
     """
     if order != list(schema.names):
         by_name = dict(zip(order, fields, strict=True))
         fields = [by_name[name] for name in schema.names]
-    row = list(fields)
-    try:
-        for position in schema.numeric_positions:
-            value = row[position]
-            if type(value) is bool:
-                return None
-            number = float(value)
-            row[position] = number if math.isfinite(number) else math.nan
-    except (TypeError, ValueError, OverflowError):
-        row = _numbers_with_missing(fields, schema)
-        if row is None:
-            return None
+    row = _numbers_with_missing(fields, schema)
+    if row is None:
+        return None
     for position in schema.categorical_positions:
         value = row[position]
         if type(value) is str:
