@@ -24,9 +24,12 @@ SERVE = Path(sys.executable).parent / "serve"
 WINE_TARGET = "cultivar"
 
 
-def hyperparameters(seed: int = 42, target: str = data.TARGET) -> dict[str, str]:
-    return {"target_column": target, "task": "classification", "tuning_iterations": "0",
-            "cv_folds": "3", "seed": str(seed), "early_stopping": "false"}
+def hyperparameters(seed: int = 42, target: str = data.TARGET, all_iterations: bool = True) -> dict[str, str]:
+    """`all_iterations=False`: conf/base's estimator settings unchanged (early stopping "auto"), as the bare
+    training script reads them."""
+    chosen = {"target_column": target, "task": "classification", "tuning_iterations": "0", "cv_folds": "3",
+              "seed": str(seed)}
+    return {**chosen, "early_stopping": "false"} if all_iterations else chosen
 
 
 def write_wine(path: Path) -> Path:
@@ -39,7 +42,8 @@ def write_wine(path: Path) -> Path:
     return path
 
 
-def prepare_opt_ml(root: Path, dataset: Path, seed: int = 42, target_column: str = data.TARGET) -> Path:
+def prepare_opt_ml(root: Path, dataset: Path, seed: int = 42, target_column: str = data.TARGET,
+                   all_iterations: bool = True) -> Path:
     """An /opt/ml layout with one training channel holding `dataset` (hard-linked when possible)."""
     if root.exists():
         shutil.rmtree(root)
@@ -53,7 +57,8 @@ def prepare_opt_ml(root: Path, dataset: Path, seed: int = 42, target_column: str
         os.link(dataset, target)
     except OSError:
         shutil.copy(dataset, target)
-    (root / "input" / "config" / "hyperparameters.json").write_text(json.dumps(hyperparameters(seed, target_column)))
+    (root / "input" / "config" / "hyperparameters.json").write_text(
+        json.dumps(hyperparameters(seed, target_column, all_iterations)))
     (root / "input" / "config" / "inputdataconfig.json").write_text(
         json.dumps({"train": {"ContentType": "text/csv", "TrainingInputMode": "File", "S3DistributionType": "FullyReplicated"}}))
     (root / "input" / "config" / "resourceconfig.json").write_text(

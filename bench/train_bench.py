@@ -79,7 +79,8 @@ def measure_pair(n_rows: int, workdir: Path, timeout: float, order: str = "ours-
     for i, side in enumerate(sequence):
         log = workdir / f"train-{n_rows}" / f"{'ours' if side == 'o' else 'bare'}{'-' + str(i) if len(sequence) > 2 else ''}.log"
         if side == "o":
-            model.prepare_opt_ml(opt_ml, dataset)
+            # The bare script's estimator settings (conf/base, early stopping "auto"): the same model, the same work.
+            model.prepare_opt_ml(opt_ml, dataset, all_iterations=False)
             m = common.run_measured(model.train_command(), env=common.child_env(OPT_ML_ROOT=str(opt_ml)), cwd=common.ROOT,
                                     log=log, timeout=timeout)
             if m.returncode != 0:

@@ -197,6 +197,23 @@ def test_numeric_facet_threshold_group_column_and_skips_with_reasons(processed, 
     assert plain["pre_training"]["CDDL"] is None and "CDDL: no group_column configured" in plain["reason"]
 
 
+def test_the_columns_taken_before_training_give_the_same_report(processed, fitted):
+    """select_bias_columns runs before the fit, so that the train split is released first: the report from its
+    columns is the report from the whole split."""
+    model = fitted[0]
+    config = {"facets": [{"column": "customer_age", "threshold": 40}, {"column": "contract", "values": ["two-year"]}],
+              "group_column": "plan"}
+    taken = nodes.select_bias_columns(processed["train"], processed["schema"], config)
+    assert list(taken.columns) == ["customer_age", "contract", "plan", "churn"]
+    assert not np.shares_memory(taken["customer_age"].to_numpy(), processed["train"]["customer_age"].to_numpy())
+    whole = nodes.compute_bias(model, processed["train"], processed["test"], processed["schema"], config)
+    assert nodes.compute_bias(model, taken, processed["test"], processed["schema"], config) == whole
+    assert whole["facets"][0]["n_d"] > 0 and whole["facets"][1]["pre_training"]["DPL"] is not None
+    assert nodes.select_bias_columns(processed["train"], processed["schema"], None).shape == (len(processed["train"]), 0)
+    with pytest.raises(ConfigError, match="facet column 'gender' is not in the data"):  # before training, not after
+        nodes.select_bias_columns(processed["train"], processed["schema"], {"facets": [{"column": "gender", "values": ["f"]}]})
+
+
 def test_nothing_configured_says_so(processed, fitted):
     report = nodes.compute_bias(fitted[0], processed["train"], processed["test"], processed["schema"], None)
     assert report == {"configured": False, "facets": [], "group_column": None, "positive_label": "yes",

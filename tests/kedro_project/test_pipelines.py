@@ -77,3 +77,15 @@ def test_the_whole_input_is_released_before_training():
     names = [node.name for node in run.nodes]
     readers = [node.name for node in run.nodes if "model_input" in node.inputs]
     assert readers and all(names.index(reader) < names.index("train_model") for reader in readers), readers
+
+
+def test_the_train_split_is_released_before_the_fit():
+    """The fit's input is the model's matrices (prepare_training): no node from the fit on may read the typed
+    train split, or it stays in memory beside the matrices at training's peak."""
+    from ml_pipeline.pipelines import data_processing, evaluation, training
+
+    run = data_processing.create_pipeline() + training.create_pipeline() + evaluation.create_pipeline()
+    names = [node.name for node in run.nodes]
+    readers = [node.name for node in run.nodes if "train_set" in node.inputs]
+    assert {"prepare_training", "select_bias_columns"} <= set(readers)
+    assert all(names.index(reader) < names.index("train_model") for reader in readers), readers

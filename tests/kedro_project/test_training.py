@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import gc
+import tracemalloc
+
 import numpy as np
 import pytest
 from sklearn.compose import ColumnTransformer
@@ -82,3 +85,31 @@ def test_the_training_pipeline_writes_the_compiled_trees():
     from ml_pipeline.pipelines.training import create_pipeline
 
     assert "compiled_model" in create_pipeline().outputs()
+
+
+def test_the_training_input_keeps_nothing_of_the_train_split(processed):
+    """prepare_training's output is what Kedro holds during the fit: the model's matrices, not the typed split."""
+    tracemalloc.start()
+    try:
+        train = processed["train"].copy(deep=True)
+        split_bytes = tracemalloc.get_traced_memory()[0]
+        training_input = nodes.prepare_training(train, processed["schema"], TRAINING, 42)
+        with_split = tracemalloc.get_traced_memory()[0]
+        del train
+        gc.collect()
+        without_split = tracemalloc.get_traced_memory()[0]
+    finally:
+        tracemalloc.stop()
+    assert training_input.x is None and training_input.y is None and training_input.prepared is not None
+    assert with_split - without_split >= 0.9 * split_bytes  # the split's memory went with its last reference
+    model, summary = nodes.fit_model(training_input, processed["schema"], TRAINING, 42)
+    reference, _ = nodes.train_model(processed["train"], processed["schema"], TRAINING, 42)
+    rows = processed["test"].drop(columns="churn")
+    np.testing.assert_array_equal(model.predict_proba(rows), reference.predict_proba(rows))
+    assert summary["train_rows"] == len(processed["train"])
+
+
+def test_tuning_fits_the_whole_pipeline_on_the_split(processed):
+    tuning = {**TRAINING, "tuning_iterations": 2, "cv_folds": 2}
+    training_input = nodes.prepare_training(processed["train"].iloc[:400], processed["schema"], tuning, 7)
+    assert training_input.prepared is None and len(training_input.x) == 400 == training_input.rows

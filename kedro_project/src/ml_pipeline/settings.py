@@ -1,5 +1,6 @@
 """Kedro project settings."""
 
+from ml_pipeline.hooks import GiveBackFreedMemory
 from ml_pipeline.paths import opt_ml_root
 
 # `${opt_ml:}` in conf/sagemaker resolves to /opt/ml, or to OPT_ML_ROOT when set (tests, local stack).
@@ -8,3 +9,6 @@ CONFIG_LOADER_ARGS = {
     "default_run_env": "local",
     "custom_resolvers": {"opt_ml": lambda: str(opt_ml_root())},
 }
+
+# Freed memory goes back to the system between nodes (ml_pipeline/allocator.py): training's peak is its fit.
+HOOKS = (GiveBackFreedMemory(),)

@@ -72,10 +72,24 @@ def compute_importance(model: Pipeline, validation_set: pd.DataFrame, data_schem
     return sorted(rows, key=lambda r: r["importance"], reverse=True)
 
 
+def select_bias_columns(train_set: pd.DataFrame, data_schema: dict, responsible_ml: dict | str | None
+                        ) -> pd.DataFrame:
+    """The train split's columns the pre-training bias metrics read (facets, group column, target), copied out of
+    it: taken before training, so that Kedro releases the split itself before the fit. A configuration
+    compute_bias would refuse stops the run here, before training."""
+    config = bias_metrics.parse_config(responsible_ml)
+    bias_metrics.check_columns(config, data_schema)
+    if not config["facets"]:
+        return train_set[[]].copy()
+    columns = [facet["column"] for facet in config["facets"]] + [config.get("group_column"), data_schema["target"]]
+    return train_set[list(dict.fromkeys(c for c in columns if c is not None))].copy(deep=True)
+
+
 def compute_bias(model: Pipeline, train_set: pd.DataFrame, test_set: pd.DataFrame, data_schema: dict,
                  responsible_ml: dict | str | None) -> dict:
-    """Clarify's pre-training bias metrics on the training split and post-training ones on the test split's
-    predictions, per configured facet; fails on a facet or group column the data does not have."""
+    """Clarify's pre-training bias metrics on the training split (or its columns select_bias_columns took) and
+    post-training ones on the test split's predictions, per configured facet; fails on a facet or group column
+    the data does not have."""
     config = bias_metrics.parse_config(responsible_ml)
     bias_metrics.check_columns(config, data_schema)
     features = [f["name"] for f in data_schema["features"]]

@@ -4,7 +4,8 @@ SHAP explanations, model card, HTML report, metadata.json."""
 from kedro.pipeline import Node, Pipeline
 
 from .nodes import (assemble_metadata, build_evaluation_report, build_model_card, compare_with_champion, compute_bias,
-                    compute_importance, describe_model_input, evaluate_model, explain_model)
+                    compute_importance, describe_model_input, evaluate_model, explain_model,
+                    select_bias_columns)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -15,8 +16,10 @@ def create_pipeline(**kwargs) -> Pipeline:
                                      "params:lineage", "model_metrics"], "comparison", name="compare_with_champion"),
         Node(compute_importance, ["model", "validation_set", "data_schema", "params:evaluation"], "feature_importance",
              name="compute_importance"),
-        Node(compute_bias, ["model", "train_set", "test_set", "data_schema", "params:responsible_ml"], "bias_report",
-             name="compute_bias"),
+        Node(select_bias_columns, ["train_set", "data_schema", "params:responsible_ml"], "bias_training_columns",
+             name="select_bias_columns"),
+        Node(compute_bias, ["model", "bias_training_columns", "test_set", "data_schema", "params:responsible_ml"],
+             "bias_report", name="compute_bias"),
         Node(explain_model, ["model", "test_set", "data_schema", "params:evaluation"], "explainability",
              name="explain_model"),
         Node(build_model_card, ["data_schema", "model_metrics", "training_summary", "params:lineage", "bias_report",

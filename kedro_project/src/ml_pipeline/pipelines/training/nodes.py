@@ -16,16 +16,33 @@ from ml_pipeline.serving.forest import CompiledForest, compile_forest
 SINGLE_THREAD_FIT_ROWS = 50_000
 
 
-def train_model(train_set: pd.DataFrame, data_schema: dict, training: dict, seed: int) -> tuple[Pipeline, dict]:
-    """Fit ONE Pipeline (imputation, scaling, one-hot, gradient boosting) on the train split."""
+def prepare_training(train_set: pd.DataFrame, data_schema: dict, training: dict, seed: int) -> model.TrainingInput:
+    """ONE Pipeline (imputation, scaling, one-hot, gradient boosting) and its input from the train split: without
+    tuning, the preprocessing fitted and the estimator's matrices built, so that Kedro releases the typed split
+    before the fit (its largest memory after the matrices, ≈ 0.08 GiB per million input rows)."""
     features = [f["name"] for f in data_schema["features"]]
     pipeline = model.build_pipeline(data_schema["features"], data_schema["task"], dict(training.get("estimator") or {}),
                                     int(training["max_categories"]), seed)
-    with threadpool_limits(limits=1 if len(train_set) <= SINGLE_THREAD_FIT_ROWS else None):
-        fitted, summary = model.fit(pipeline, train_set[features], train_set[data_schema["target"]],
-                                    data_schema["task"], training, seed)
-    summary["train_rows"] = int(len(train_set))
+    with _threads(len(train_set)):
+        return model.prepare(pipeline, train_set[features], train_set[data_schema["target"]], training)
+
+
+def fit_model(training_input: model.TrainingInput, data_schema: dict, training: dict, seed: int
+              ) -> tuple[Pipeline, dict]:
+    """Fit the Pipeline on its prepared input (or by randomised search with k-fold CV when tuning)."""
+    with _threads(training_input.rows):
+        fitted, summary = model.fit(training_input, data_schema["task"], training, seed)
+    summary["train_rows"] = training_input.rows
     return fitted, summary
+
+
+def train_model(train_set: pd.DataFrame, data_schema: dict, training: dict, seed: int) -> tuple[Pipeline, dict]:
+    """The training pipeline's two nodes in one call: prepare_training, then fit_model."""
+    return fit_model(prepare_training(train_set, data_schema, training, seed), data_schema, training, seed)
+
+
+def _threads(rows: int) -> threadpool_limits:
+    return threadpool_limits(limits=1 if rows <= SINGLE_THREAD_FIT_ROWS else None)
 
 
 def compile_model(fitted: Pipeline) -> CompiledForest:
