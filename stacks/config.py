@@ -57,9 +57,9 @@ COPY_RESERVE_SECONDS = 30
 # The most data one training job is given, in cells (rows x columns of the training window), when the stage leaves
 # training_max_cells at 0: what the training instance's memory holds (docs/scale.md). bench/train_bench.py measures
 # the training job's peak memory (kernel max RSS): a fixed part (interpreter, libraries, the evaluation's fixed work)
-# plus a part that grows with the cells (its slope between 1M and 10M rows x 21 columns: 0.45 GiB per million rows,
-# 23 bytes a cell, on 2026-12-05; rounded up). The OS, the container and SageMaker's agents keep the rest.
-TRAINING_PEAK_BYTES_PER_CELL = 24
+# plus a part that grows with the cells (its slope between 1M and 10M rows x 21 columns: 0.37 GiB per million rows,
+# 19.1 bytes a cell, on 2026-12-05; rounded up). The OS, the container and SageMaker's agents keep the rest.
+TRAINING_PEAK_BYTES_PER_CELL = 20
 TRAINING_FIXED_MEMORY_GIB = 0.5
 TRAINING_MEMORY_USABLE_FRACTION = 0.8
 # GiB of memory per vCPU of SageMaker's general-purpose (m), compute (c) and memory (r) instance families from the
