@@ -87,6 +87,41 @@ def test_the_training_pipeline_writes_the_compiled_trees():
     assert "compiled_model" in create_pipeline().outputs()
 
 
+def test_the_compiler_works_while_the_evaluation_nodes_run(fitted, monkeypatch):
+    """start_compiling returns at once (the compiler runs in a thread); finish_compiling waits for its result.
+    Kedro runs compile_model first among the nodes that read the model, and saves its result after them."""
+    import threading
+
+    from ml_pipeline.pipelines import data_processing, evaluation, training
+    from ml_pipeline.serving import forest
+
+    release = threading.Event()
+    real = forest.compile_forest
+    monkeypatch.setattr(forest, "compile_forest", lambda *args: release.wait(60) and real(*args))
+    build = nodes.start_compiling(fitted[0])
+    assert not release.is_set()  # returned while the compiler is still held back
+    release.set()
+    assert nodes.finish_compiling(build).record["compiled"] is True
+
+    order = [node.name for node in (data_processing.create_pipeline() + training.create_pipeline()
+                                    + evaluation.create_pipeline()).nodes]
+    overlapped = ("compute_importance", "evaluate_model", "explain_model")
+    assert all(order.index("compile_model") < order.index(name) < order.index("save_compiled_model")
+               for name in overlapped), order
+
+
+def test_a_compiler_thread_that_dies_leaves_a_record_not_an_exception(fitted, monkeypatch):
+    from ml_pipeline.serving import forest
+
+    def dies(*args):
+        raise MemoryError("out of memory")
+
+    monkeypatch.setattr(forest, "compile_forest", dies)
+    compiled = nodes.compile_model(fitted[0])
+    assert compiled.library is None and compiled.record["compiled"] is False
+    assert compiled.record["reason"] == "MemoryError: out of memory"
+
+
 def test_the_training_input_keeps_nothing_of_the_train_split(processed):
     """prepare_training's output is what Kedro holds during the fit: the model's matrices, not the typed split."""
     tracemalloc.start()

@@ -1,6 +1,6 @@
 """The fitted HistGradientBoosting trees compiled to C: Treelite imports them, TL2cgen generates and compiles the code.
 
-Training compiles (`compile_forest`, the `compile_model` node) and ships `forest/forest.so` + `forest/forest.json` in
+Training compiles (`compile_forest`, started by the `compile_model` node) and ships `forest/forest.so` + `forest/forest.json` in
 the model directory; `serve` loads it (`Forest.load`) when the record says it was built on this platform for these very
 trees, and `CompiledModel` keeps it only if it reproduces the estimator on probe rows. Otherwise the estimator's own
 `predict` serves (slower, same numbers).
@@ -166,6 +166,29 @@ def compile_forest(estimator, jobs: int | None = None) -> CompiledForest:
     log.info("compiled %d trees with %s in %.1f s (%d KB)", model.num_tree, toolchain, record["compile_seconds"],
              len(content) // 1024)
     return CompiledForest(content, record)
+
+
+class ForestBuild:
+    """`compile_forest` in a background thread: the compiler's processes run beside what the caller does next (the
+    evaluation nodes, one thread each) instead of before it. `result()` waits; it never raises either."""
+
+    def __init__(self, estimator, jobs: int | None = None) -> None:
+        self._compiled: CompiledForest | None = None
+        self._thread = threading.Thread(target=self._compile, args=(estimator, jobs), name="compile-forest", daemon=True)
+        self._thread.start()
+
+    def _compile(self, estimator, jobs: int | None) -> None:
+        try:
+            self._compiled = compile_forest(estimator, jobs)
+        except BaseException as exc:  # noqa: BLE001 — compile_forest catches what compiling raises; not this
+            self._compiled = CompiledForest(None, {"format_version": FORMAT_VERSION, "compiled": False,
+                                                   "platform": platform_record(),
+                                                   "reason": f"{type(exc).__name__}: {exc}"})
+
+    def result(self) -> CompiledForest:
+        self._thread.join()
+        assert self._compiled is not None
+        return self._compiled
 
 
 class CompiledForestDataset(AbstractDataset):
