@@ -10,5 +10,5 @@ CONFIG_LOADER_ARGS = {
     "custom_resolvers": {"opt_ml": lambda: str(opt_ml_root())},
 }
 
-# Freed memory goes back to the system between nodes (ml_pipeline/allocator.py): training's peak is its fit.
+# Before each node, memory freed by the previous ones goes back to the system, not kept under the next node's data.
 HOOKS = (GiveBackFreedMemory(),)

@@ -1,9 +1,9 @@
 """The fitted HistGradientBoosting trees compiled to C: Treelite imports them, TL2cgen generates and compiles the code.
 
-Training compiles (`compile_forest`, started by the `compile_model` node) and ships `forest/forest.so` + `forest/forest.json` in
-the model directory; `serve` loads it (`Forest.load`) when the record says it was built on this platform for these very
-trees, and `CompiledModel` keeps it only if it reproduces the estimator on probe rows. Otherwise the estimator's own
-`predict` serves (slower, same numbers).
+Training compiles (`compile_forest`, in the thread the `compile_model` node starts) and ships `forest/forest.so` +
+`forest/forest.json` in the model directory; `serve` loads it (`Forest.load`) when the record says it was built on
+this platform for these very trees, and `CompiledModel` keeps it only if it reproduces the estimator on probe rows.
+Otherwise the estimator's own `predict` serves (slower, same numbers).
 
 Exactness. TL2cgen adds the trees' leaves in order and the base score last; scikit-learn starts from the base score.
 Folding each output's base score into the leaves of its first tree (base + leaf: scikit-learn's very first addition)
@@ -174,13 +174,15 @@ class ForestBuild:
 
     def __init__(self, estimator, jobs: int | None = None) -> None:
         self._compiled: CompiledForest | None = None
-        self._thread = threading.Thread(target=self._compile, args=(estimator, jobs), name="compile-forest", daemon=True)
+        self._thread = threading.Thread(target=self._compile, args=(estimator, jobs), name="compile-forest",
+                                        daemon=True)
         self._thread.start()
 
     def _compile(self, estimator, jobs: int | None) -> None:
         try:
             self._compiled = compile_forest(estimator, jobs)
-        except BaseException as exc:  # noqa: BLE001 — compile_forest catches what compiling raises; not this
+        except BaseException as exc:  # noqa: BLE001 — what compile_forest lets through (MemoryError, ...): the run
+            # still gets its model, served by the estimator
             self._compiled = CompiledForest(None, {"format_version": FORMAT_VERSION, "compiled": False,
                                                    "platform": platform_record(),
                                                    "reason": f"{type(exc).__name__}: {exc}"})

@@ -48,9 +48,9 @@ def _threads(rows: int) -> threadpool_limits:
 def start_compiling(fitted: Pipeline) -> ForestBuild:
     """Start compiling the fitted trees to a shared library for `serve`, built by this image, which also serves.
 
-    The compiler runs in the background while the evaluation nodes run (they use one thread each): ≈ 2 s of a small
-    training run's ≈ 8 s. Never fails the run: a model whose trees cannot be compiled is served by the estimator
-    (forest.json says why).
+    The compiler runs in the background while the evaluation nodes run (they use one thread each); compiling is
+    ≈ 2-3 s of a small training run's ≈ 8 s. Never fails the run: a model whose trees cannot be compiled is served
+    by the estimator (forest.json says why).
     """
     return ForestBuild(fitted.steps[-1][1])
 
