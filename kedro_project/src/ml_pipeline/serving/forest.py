@@ -132,7 +132,6 @@ class CompiledForest:
 def compile_forest(estimator, jobs: int | None = None) -> CompiledForest:
     """Compile the estimator's trees; never raises: a model that cannot be compiled is served by the estimator."""
     started = time.perf_counter()
-    record: dict = {"format_version": FORMAT_VERSION, "compiled": False, "platform": platform_record()}
     link = link_of(estimator)
     toolchain = compiler()
     try:
@@ -150,11 +149,11 @@ def compile_forest(estimator, jobs: int | None = None) -> CompiledForest:
                                params={"parallel_comp": max(jobs, math.ceil(model.num_tree / TREES_PER_SOURCE_FILE))})
             content = library.read_bytes()
     except Exception as exc:  # noqa: BLE001 — the model is still good; serve says why it is not compiled
-        record["reason"] = f"{type(exc).__name__}: {exc}"
-        log.warning("trees not compiled (%s): serve will predict with the estimator", record["reason"])
-        return CompiledForest(None, record)
-    record.update({
+        return not_compiled(exc)
+    record = {
+        "format_version": FORMAT_VERSION,
         "compiled": True,
+        "platform": platform_record(),
         "link": link,
         "outputs": int(estimator.n_trees_per_iteration_),
         "trees": int(model.num_tree),
@@ -162,10 +161,18 @@ def compile_forest(estimator, jobs: int | None = None) -> CompiledForest:
         "library_sha256": hashlib.sha256(content).hexdigest(),
         "compiler": toolchain,
         "compile_seconds": round(time.perf_counter() - started, 3),
-    })
+    }
     log.info("compiled %d trees with %s in %.1f s (%d KB)", model.num_tree, toolchain, record["compile_seconds"],
              len(content) // 1024)
     return CompiledForest(content, record)
+
+
+def not_compiled(exc: BaseException) -> CompiledForest:
+    """No library, and a record saying why: serve predicts with the estimator."""
+    record = {"format_version": FORMAT_VERSION, "compiled": False, "platform": platform_record(),
+              "reason": f"{type(exc).__name__}: {exc}"}
+    log.warning("trees not compiled (%s): serve will predict with the estimator", record["reason"])
+    return CompiledForest(None, record)
 
 
 class ForestBuild:
@@ -183,9 +190,7 @@ class ForestBuild:
             self._compiled = compile_forest(estimator, jobs)
         except BaseException as exc:  # noqa: BLE001 — what compile_forest lets through (MemoryError, ...): the run
             # still gets its model, served by the estimator
-            self._compiled = CompiledForest(None, {"format_version": FORMAT_VERSION, "compiled": False,
-                                                   "platform": platform_record(),
-                                                   "reason": f"{type(exc).__name__}: {exc}"})
+            self._compiled = not_compiled(exc)
 
     def result(self) -> CompiledForest:
         self._thread.join()
